@@ -1,0 +1,77 @@
+package settings
+
+import (
+	"path"
+	"strings"
+)
+
+// Scripts are the user's code the agent runs in the network stage.
+type Scripts struct {
+	// Start is START_SCRIPT_BASE64 decoded, else START_SCRIPT with the
+	// newline echo adds; nil when neither is set.
+	Start     []byte
+	StartFrom string
+	// Init are INIT_SCRIPTS' base names, in order; init.sh when unset and
+	// the medium has one.
+	Init []string
+	// Files are the names FILES_DS put on the medium.
+	Files []string
+}
+
+func (b *builder) scripts(mediumFiles []string) Scripts {
+	var s Scripts
+	if v := b.get("START_SCRIPT_BASE64"); strings.TrimSpace(v) != "" {
+		dec, err := decodeBase64(v)
+		if err != nil {
+			b.problem("START_SCRIPT_BASE64", "not valid base64; the start script is not run")
+		} else {
+			s.Start, s.StartFrom = dec, "START_SCRIPT_BASE64"
+		}
+	} else if v := b.get("START_SCRIPT"); strings.TrimSpace(v) != "" {
+		s.Start, s.StartFrom = []byte(v+"\n"), "START_SCRIPT"
+	}
+	onMedium := map[string]bool{}
+	for _, f := range mediumFiles {
+		onMedium[f] = true
+	}
+	if v := strings.Fields(b.get("INIT_SCRIPTS")); len(v) > 0 {
+		for _, n := range v {
+			base := path.Base(n)
+			if base == "." || base == ".." || base == "/" {
+				b.problem("INIT_SCRIPTS", "%q is not a file name; left out", n)
+				continue
+			}
+			s.Init = append(s.Init, base)
+		}
+	} else if onMedium["init.sh"] {
+		s.Init = []string{"init.sh"}
+	}
+	s.Files = filesDS(b.get("FILES_DS"))
+	return s
+}
+
+// filesDS reads the names out of oned's rewritten FILES_DS value,
+// `<source path>:'<image name>' ...`.
+func filesDS(v string) []string {
+	var out []string
+	for _, item := range strings.Fields(v) {
+		i := strings.LastIndex(item, ":")
+		if i < 0 {
+			continue
+		}
+		name := strings.Trim(item[i+1:], "'")
+		if name != "" {
+			out = append(out, path.Base(name))
+		}
+	}
+	return out
+}
+
+// Role is the service role the VM plays (the project's role layer).
+type Role struct {
+	Name string // ROLE, lower-cased; "" when none
+}
+
+func (b *builder) role() Role {
+	return Role{Name: strings.ToLower(b.trimmed("ROLE"))}
+}

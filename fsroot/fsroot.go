@@ -1,0 +1,443 @@
+// Package fsroot is the only way the agent writes files. Every path is
+// relative to a configurable root (--root, default /), so tests run against
+// a temporary tree, and every write follows the same safety rules:
+//
+//   - compare first: equal content and mode means no write at all;
+//   - atomic: temp file in the same directory, fsync, rename, fsync the
+//     directory, so a crash leaves the old or the new file, never half;
+//   - a file being replaced keeps its mode and owner unless told otherwise;
+//   - a file the agent did not create is backed up once (<path>.one-contextd.orig)
+//     before the agent first replaces it, so nothing the user had is lost;
+//   - symlinks are never written through: a symlink at the target is an
+//     error unless the caller says to replace the link itself.
+package fsroot
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/afero"
+)
+
+// BackupSuffix is appended to a file the agent did not create when it is
+// first replaced.
+const BackupSuffix = ".one-contextd.orig"
+
+// ManifestPath records, under the root, which files the agent created, so
+// that it knows which ones it owns (no backup, may delete) and which it does not.
+const ManifestPath = "/var/lib/one-contextd/created-files.json"
+
+// Root is a filesystem rooted at a directory of the host.
+type Root struct {
+	fs  afero.Fs
+	dir string // host path of the root, "" for an in-memory tree
+
+	mu       sync.Mutex
+	created  map[string]bool // manifest, loaded lazily
+	loaded   bool
+	nobackup bool
+}
+
+// New returns a Root for the host directory dir ("/" for the real system).
+func New(dir string) (*Root, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("root %q: %w", dir, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("root %q: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("root %q: not a directory", dir)
+	}
+	var f afero.Fs = afero.NewOsFs()
+	if abs != "/" {
+		f = afero.NewBasePathFs(f, abs)
+	}
+	return &Root{fs: f, dir: abs}, nil
+}
+
+// NewFs wraps an existing afero filesystem (an in-memory one in tests).
+// hostDir is the host path tools should be given for --root; "" if none.
+func NewFs(f afero.Fs, hostDir string) *Root { return &Root{fs: f, dir: hostDir} }
+
+// Fs is the underlying filesystem, for reads.
+func (r *Root) Fs() afero.Fs { return r.fs }
+
+// Dir is the host path of the root ("/" on a real boot).
+func (r *Root) Dir() string { return r.dir }
+
+// HostPath turns a root-relative absolute path into a host path, for tools
+// that do not go through afero (useradd --root takes Dir instead).
+func (r *Root) HostPath(p string) string {
+	if r.dir == "" || r.dir == "/" {
+		return clean(p)
+	}
+	return filepath.Join(r.dir, clean(p))
+}
+
+// IsReal reports whether the root is the host's own /.
+func (r *Root) IsReal() bool { return r.dir == "/" }
+
+func clean(p string) string { return path.Clean("/" + p) }
+
+// ReadFile reads a file under the root.
+func (r *Root) ReadFile(p string) ([]byte, error) { return afero.ReadFile(r.fs, clean(p)) }
+
+// Exists reports whether p exists (without following a final symlink).
+func (r *Root) Exists(p string) bool {
+	_, err := r.lstat(clean(p))
+	return err == nil
+}
+
+// Lstat stats p without following a final symlink where the filesystem can.
+func (r *Root) Lstat(p string) (fs.FileInfo, error) { return r.lstat(clean(p)) }
+
+func (r *Root) lstat(p string) (fs.FileInfo, error) {
+	if l, ok := r.fs.(afero.Lstater); ok {
+		fi, _, err := l.LstatIfPossible(p)
+		return fi, err
+	}
+	return r.fs.Stat(p)
+}
+
+// WriteOptions say how a file is written.
+type WriteOptions struct {
+	// Mode of a new file; a replaced file keeps its mode unless ForceMode.
+	Mode      fs.FileMode
+	ForceMode bool
+	// Owner of a new file (and of a replaced one when ForceOwner); -1 keeps
+	// the default (root on a real system).
+	UID, GID   int
+	ForceOwner bool
+	// ReplaceSymlink replaces a symlink at the target by a regular file
+	// instead of refusing. The link's target is never written.
+	ReplaceSymlink bool
+	// NoSymlinkDirs refuses when any directory on the way is a symlink
+	// (used under users' homes, where a user controls the tree).
+	NoSymlinkDirs bool
+	// DirMode for directories that have to be created (default 0755).
+	DirMode fs.FileMode
+}
+
+// ErrSymlink is returned when a write would go through a symlink.
+var ErrSymlink = errors.New("refusing to write through a symlink")
+
+// WriteFile writes data to p atomically and reports whether anything changed.
+func (r *Root) WriteFile(p string, data []byte, opt WriteOptions) (bool, error) {
+	p = clean(p)
+	if opt.Mode == 0 {
+		opt.Mode = 0o644
+	}
+	if opt.DirMode == 0 {
+		opt.DirMode = 0o755
+	}
+	if !opt.ForceOwner && opt.UID == 0 && opt.GID == 0 {
+		opt.UID, opt.GID = -1, -1
+	}
+	dir := path.Dir(p)
+	if opt.NoSymlinkDirs {
+		if err := r.checkNoSymlinkDirs(dir); err != nil {
+			return false, fmt.Errorf("write %s: %w", p, err)
+		}
+	}
+	if err := r.mkdirAll(dir, opt.DirMode); err != nil {
+		return false, fmt.Errorf("write %s: %w", p, err)
+	}
+
+	old, err := r.lstat(p)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("write %s: %w", p, err)
+	}
+	mode, uid, gid := opt.Mode, opt.UID, opt.GID
+	if exists {
+		switch {
+		case old.Mode()&fs.ModeSymlink != 0:
+			if !opt.ReplaceSymlink {
+				return false, fmt.Errorf("write %s: %w", p, ErrSymlink)
+			}
+		case old.IsDir():
+			return false, fmt.Errorf("write %s: is a directory", p)
+		default:
+			if !opt.ForceMode {
+				mode = old.Mode().Perm()
+			}
+			if !opt.ForceOwner {
+				uid, gid = owner(old)
+			}
+			if same, err := r.sameContent(p, data); err != nil {
+				return false, fmt.Errorf("write %s: %w", p, err)
+			} else if same && old.Mode().Perm() == mode && ownerMatches(old, uid, gid) {
+				return false, nil
+			}
+			if err := r.backupOnce(p, old); err != nil {
+				return false, fmt.Errorf("write %s: %w", p, err)
+			}
+		}
+	}
+	if err := r.atomicWrite(p, data, mode, uid, gid); err != nil {
+		return false, fmt.Errorf("write %s: %w", p, err)
+	}
+	if !exists {
+		if err := r.markCreated(p); err != nil {
+			return true, fmt.Errorf("write %s: record created file: %w", p, err)
+		}
+	}
+	return true, nil
+}
+
+func (r *Root) sameContent(p string, data []byte) (bool, error) {
+	cur, err := afero.ReadFile(r.fs, p)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(cur, data), nil
+}
+
+func (r *Root) atomicWrite(p string, data []byte, mode fs.FileMode, uid, gid int) error {
+	dir := path.Dir(p)
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(dir, "."+path.Base(p)+".one-contextd-"+hex.EncodeToString(rnd[:]))
+	f, err := r.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = r.fs.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := r.fs.Chown(tmp, uid, gid); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	// Chmod after chown: chown clears setuid bits, and the umask must not
+	// decide the final mode.
+	if err := r.fs.Chmod(tmp, mode); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := r.fs.Rename(tmp, p); err != nil {
+		return err
+	}
+	ok = true
+	return r.syncDir(dir)
+}
+
+func (r *Root) syncDir(dir string) error {
+	d, err := r.fs.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (r *Root) mkdirAll(dir string, mode fs.FileMode) error {
+	return r.fs.MkdirAll(dir, mode)
+}
+
+func (r *Root) checkNoSymlinkDirs(dir string) error {
+	cur := "/"
+	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		cur = path.Join(cur, part)
+		fi, err := r.lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %w", cur, ErrSymlink)
+		}
+	}
+	return nil
+}
+
+// Remove deletes p if it exists and reports whether it did. It never
+// removes a directory.
+func (r *Root) Remove(p string) (bool, error) {
+	p = clean(p)
+	fi, err := r.lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove %s: %w", p, err)
+	}
+	if fi.IsDir() {
+		return false, fmt.Errorf("remove %s: is a directory", p)
+	}
+	if err := r.fs.Remove(p); err != nil {
+		return false, fmt.Errorf("remove %s: %w", p, err)
+	}
+	if err := r.syncDir(path.Dir(p)); err != nil {
+		return true, fmt.Errorf("remove %s: %w", p, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.loaded && r.created[p] {
+		delete(r.created, p)
+		return true, r.saveManifestLocked()
+	}
+	return true, nil
+}
+
+// Created reports whether the agent created p (so it owns it).
+func (r *Root) Created(p string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.loadManifestLocked(); err != nil {
+		return false, err
+	}
+	return r.created[clean(p)], nil
+}
+
+// CreatedFiles lists the files the agent created and that still exist.
+func (r *Root) CreatedFiles() ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.loadManifestLocked(); err != nil {
+		return nil, err
+	}
+	var out []string
+	for p := range r.created {
+		if _, err := r.lstat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (r *Root) backupOnce(p string, old fs.FileInfo) error {
+	created, err := r.Created(p)
+	if err != nil || created {
+		return err
+	}
+	bak := p + BackupSuffix
+	if _, err := r.lstat(bak); err == nil {
+		return nil
+	}
+	src, err := r.fs.Open(p)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer src.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, src); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	uid, gid := owner(old)
+	if err := r.atomicWrite(bak, buf.Bytes(), old.Mode().Perm(), uid, gid); err != nil {
+		return fmt.Errorf("backup to %s: %w", bak, err)
+	}
+	return nil
+}
+
+func (r *Root) markCreated(p string) error {
+	if p == ManifestPath {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.loadManifestLocked(); err != nil {
+		return err
+	}
+	if r.created[p] {
+		return nil
+	}
+	r.created[p] = true
+	return r.saveManifestLocked()
+}
+
+func (r *Root) loadManifestLocked() error {
+	if r.loaded {
+		return nil
+	}
+	r.created = map[string]bool{}
+	data, err := afero.ReadFile(r.fs, ManifestPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		r.loaded = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", ManifestPath, err)
+	}
+	var list []string
+	if err := json.Unmarshal(data, &list); err != nil {
+		return fmt.Errorf("read %s: %w", ManifestPath, err)
+	}
+	for _, p := range list {
+		r.created[p] = true
+	}
+	r.loaded = true
+	return nil
+}
+
+func (r *Root) saveManifestLocked() error {
+	list := make([]string, 0, len(r.created))
+	for p := range r.created {
+		list = append(list, p)
+	}
+	sort.Strings(list)
+	data, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if err := r.mkdirAll(path.Dir(ManifestPath), 0o755); err != nil {
+		return err
+	}
+	return r.atomicWrite(ManifestPath, data, 0o600, -1, -1)
+}
+
+func owner(fi fs.FileInfo) (int, int) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid), int(st.Gid)
+	}
+	return -1, -1
+}
+
+func ownerMatches(fi fs.FileInfo, uid, gid int) bool {
+	ou, og := owner(fi)
+	if ou < 0 {
+		return true // the filesystem does not tell; nothing to compare
+	}
+	return (uid < 0 || uid == ou) && (gid < 0 || gid == og)
+}
