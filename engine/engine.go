@@ -249,3 +249,10 @@ func blockedBy(needs []string, status map[string]Status) string {
 	}
 	return ""
 }
+
+// NewTestRecorder returns a Recorder that is not part of a run, and the
+// record it fills: for testing a step's Apply function on its own.
+func NewTestRecorder() (*Recorder, *StepRecord) {
+	sr := &StepRecord{Name: "test"}
+	return &Recorder{rec: sr, Log: zerolog.Nop()}, sr
+}
