@@ -92,7 +92,7 @@ func readDescriptors(img io.ReaderAt) (descriptorSet, error) {
 			switch {
 			case err != nil && !errors.Is(err, io.EOF):
 				return ds, fmt.Errorf("read volume descriptor %d: %w", i, unwrapPathError(err))
-			case i == 0: // too small to hold any ISO 9660 volume
+			case i == 0 && (n < 6 || string(b[1:6]) != "CD001"): // too small to hold any ISO 9660 volume
 				return ds, errNotISO
 			default:
 				return ds, errors.New("volume descriptor set cut short: medium truncated")
@@ -176,6 +176,11 @@ func readISO(f *os.File, p string, kind Kind) (*Medium, error) {
 		label:   ds.primary.label,
 		entries: map[string]entry{},
 		image:   f,
+	}
+	for _, root := range []dirRecord{ds.primaryRoot, ds.jolietRoot} {
+		if root.length > maxDirExtent || int64(root.location)*sectorSize+int64(root.length) > size {
+			return nil, fmt.Errorf("medium %s: root directory (block %d, %d bytes) lies past the end: medium corrupt or truncated", p, root.location, root.length)
+		}
 	}
 	rockRidge, err := hasSUSP(f, ds.primaryRoot, size)
 	if err != nil {
