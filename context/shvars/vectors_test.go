@@ -199,7 +199,14 @@ func bashEnv(t *testing.T, file string) map[string]string {
 	if err != nil {
 		t.Skip("bash not installed")
 	}
-	cmd := exec.Command("env", "-i", bash, "--noprofile", "--norc", "-c", `set -a; . "$1"; exec env -0`, "x", file)
+	envBin, err := exec.LookPath("env")
+	if err != nil {
+		t.Skip("env not installed")
+	}
+	// PATH points nowhere, so no command could run even if a file were not
+	// what it should be; it is the same in every run and so drops out.
+	cmd := exec.Command(envBin, "-i", "PATH=/nonexistent", bash, "--noprofile", "--norc", "-c",
+		`set -a; . "$1"; exec "$2" -0`, "x", file, envBin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
