@@ -64,6 +64,7 @@ type Record struct {
 	Version  string    `json:"version"`
 	Stage    string    `json:"stage"`
 	Root     string    `json:"root"`
+	BootID   string    `json:"boot_id,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 	// Context is "first-boot", "unchanged" or "changed" (filled by the
@@ -200,7 +201,7 @@ func (e *Engine) Run(ctx context.Context, rec *Record, steps []Step) {
 		case err == nil:
 			sr.Status = OK
 			log.Info().Str("event", "step-done").Int("changes", len(sr.Changes)).
-				Float64("ms", sr.DurationMS).Msgf("done, %d changes", len(sr.Changes))
+				Float64("ms", sr.DurationMS).Msgf("done in %s, %d changes", fmtMS(sr.DurationMS), len(sr.Changes))
 		case errors.Is(err, ErrSkip):
 			sr.Status = Skipped
 			sr.Error = e.scrub(strings.TrimSuffix(err.Error(), ": "+ErrSkip.Error()))
@@ -255,4 +256,11 @@ func blockedBy(needs []string, status map[string]Status) string {
 func NewTestRecorder() (*Recorder, *StepRecord) {
 	sr := &StepRecord{Name: "test"}
 	return &Recorder{rec: sr, Log: zerolog.Nop()}, sr
+}
+
+func fmtMS(ms float64) string {
+	if ms < 1 {
+		return fmt.Sprintf("%.0fµs", ms*1000)
+	}
+	return fmt.Sprintf("%.1fms", ms)
 }

@@ -101,7 +101,7 @@ func New(opt Options) (*Logger, error) {
 	if opt.Console != nil {
 		writers = append(writers, zerolog.ConsoleWriter{Out: opt.Console, TimeFormat: "15:04:05.000", NoColor: true,
 			PartsOrder:    []string{zerolog.TimestampFieldName, zerolog.LevelFieldName, "step", zerolog.MessageFieldName},
-			FieldsExclude: []string{"step", "event"},
+			FieldsExclude: []string{"step", "event", "changes", "ms"},
 			FormatPartValueByName: func(v any, name string) string {
 				if name == "step" {
 					if v == nil {

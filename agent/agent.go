@@ -1,0 +1,153 @@
+// Package agent is the boot job: it builds the ordered list of steps for a
+// stage from the typed context and the injected seams, runs them through
+// the engine, and saves the run record. cmd/one-contextd only parses flags
+// and calls Run.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"one-contextd/context/medium"
+	"one-contextd/context/settings"
+	"one-contextd/context/shvars"
+	"one-contextd/engine"
+	"one-contextd/fsroot"
+	"one-contextd/runner"
+	"one-contextd/secret"
+	"one-contextd/state"
+)
+
+// Stages of the boot job.
+const (
+	StageLocal   = "local"   // before the network manager starts
+	StageNetwork = "network" // after the network is online
+	StageAll     = "all"
+)
+
+// RuntimeDir is where the agent keeps what lives for one boot (tmpfs).
+const RuntimeDir = "/run/one-context"
+
+// Options are the seams and flags of one run.
+type Options struct {
+	Root     *fsroot.Root
+	Source   string // --context: ISO image, block device or directory; "" finds the medium
+	Find     medium.FindOptions
+	Stage    string
+	Netcfg   string // --netcfg override of NETCFG_TYPE
+	Log      zerolog.Logger
+	Scrubber *secret.Scrubber
+	Run      runner.Runner
+	Version  string
+	Clock    func() time.Time
+	// ReadHost reads files of the running system that are not under the
+	// root (boot_id); nil: os.ReadFile.
+	ReadHost func(string) ([]byte, error)
+}
+
+// session is what the steps of one run share: each step fills in what
+// later steps read.
+type session struct {
+	opt     Options
+	rec     *engine.Record
+	medium  *medium.Medium
+	raw     []byte
+	vars    *shvars.Vars
+	ctx     *settings.Context
+	applied state.Applied
+	change  state.Change
+}
+
+// Run runs the stage and returns its record, which is also saved.
+func Run(ctx context.Context, opt Options) *engine.Record {
+	if opt.Clock == nil {
+		opt.Clock = time.Now
+	}
+	if opt.ReadHost == nil {
+		opt.ReadHost = os.ReadFile
+	}
+	if opt.Run == nil {
+		opt.Run = runner.Exec{}
+	}
+	if opt.Stage == "" {
+		opt.Stage = StageAll
+	}
+	s := &session{opt: opt}
+	s.rec = s.startRecord()
+	defer func() {
+		if s.medium != nil {
+			_ = s.medium.Close()
+		}
+	}()
+	eng := &engine.Engine{Log: opt.Log, Clock: opt.Clock, Scrub: opt.Scrubber.Scrub}
+	opt.Log.Info().Str("event", "run-start").Str("stage", opt.Stage).Str("root", opt.Root.Dir()).
+		Str("version", opt.Version).Msg("one-contextd " + opt.Stage + " stage")
+
+	eng.Run(ctx, s.rec, s.commonSteps())
+	if opt.Stage == StageLocal || opt.Stage == StageAll {
+		eng.Run(ctx, s.rec, s.localSteps())
+	}
+	if opt.Stage == StageNetwork || opt.Stage == StageAll {
+		eng.Run(ctx, s.rec, s.networkSteps())
+	}
+	eng.Run(ctx, s.rec, s.finalSteps())
+
+	s.rec.Finished = opt.Clock()
+	if err := state.SaveRecord(opt.Root, s.rec); err != nil {
+		opt.Log.Error().Str("event", "step-failed").Err(err).Msg("run record not saved")
+	}
+	s.logSummary()
+	return s.rec
+}
+
+// startRecord begins a new record, or continues the local stage's record
+// of this same boot when this is the network stage, so `status` shows the
+// whole boot.
+func (s *session) startRecord() *engine.Record {
+	boot := state.BootID(s.opt.ReadHost)
+	rec := &engine.Record{Agent: "one-contextd", Version: s.opt.Version, Stage: s.opt.Stage,
+		Root: s.opt.Root.Dir(), BootID: boot, Started: s.opt.Clock()}
+	if s.opt.Stage != StageNetwork || boot == "" {
+		return rec
+	}
+	last, err := state.LoadRecord(s.opt.Root)
+	if err != nil || last == nil || last.BootID != boot || last.Stage != StageLocal {
+		return rec
+	}
+	// Keep the local stage's steps; the common steps run again (the medium
+	// is read anew) under names that say which stage ran them.
+	for i := range last.Steps {
+		last.Steps[i].Name = "local/" + last.Steps[i].Name
+	}
+	rec.Steps = last.Steps
+	rec.Started = last.Started
+	rec.Stage = StageLocal + "+" + StageNetwork
+	return rec
+}
+
+func (s *session) logSummary() {
+	failed := s.rec.Failed()
+	ev := s.opt.Log.Info()
+	if len(failed) > 0 {
+		ev = s.opt.Log.Error()
+	}
+	names := make([]string, 0, len(failed))
+	for _, f := range failed {
+		names = append(names, f.Name)
+	}
+	ev.Str("event", "run-done").Str("context", s.rec.Context).Int("changes", s.rec.Changes()).
+		Strs("failed", names).Float64("ms", float64(s.rec.Finished.Sub(s.rec.Started).Microseconds())/1000).
+		Msg(fmt.Sprintf("%s stage done: context %s, %d changes, %d failed steps",
+			s.opt.Stage, orNone(s.rec.Context), s.rec.Changes(), len(failed)))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}

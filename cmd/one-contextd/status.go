@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"one-contextd/engine"
+	"one-contextd/fsroot"
+	"one-contextd/state"
+)
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status")
+	root := fs.String("root", "/", "root of the configured system")
+	asJSON := fs.Bool("json", false, "print the run record as JSON")
+	if code, ok := parseFlags(fs, args, "[--root DIR] [--json]", stdout, stderr); !ok {
+		return code
+	}
+	r, err := fsroot.New(*root)
+	if err != nil {
+		fmt.Fprintf(stderr, "one-contextd status: %v\n", err)
+		return 2
+	}
+	rec, err := state.LoadRecord(r)
+	if err != nil {
+		fmt.Fprintf(stderr, "one-contextd status: %v\n", err)
+		return 1
+	}
+	if rec == nil {
+		fmt.Fprintf(stderr, "one-contextd status: no run recorded under %s\n", r.HostPath(state.RecordFile))
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rec)
+	} else {
+		printStatus(stdout, rec)
+	}
+	if !rec.OK() {
+		return 1
+	}
+	return 0
+}
+
+func printStatus(w io.Writer, rec *engine.Record) {
+	fmt.Fprintf(w, "one-contextd %s, %s stage, started %s, took %s\n", rec.Version, rec.Stage,
+		rec.Started.Format(time.RFC3339), rec.Finished.Sub(rec.Started).Round(time.Millisecond))
+	fmt.Fprintf(w, "context: %s %s", orDash(rec.Context), rec.ContextDigest)
+	if rec.VMID != "" {
+		fmt.Fprintf(w, "  vm %s", rec.VMID)
+	}
+	fmt.Fprintln(w)
+	if rec.Report != "" {
+		fmt.Fprintf(w, "report: %s\n", rec.Report)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tSTATUS\tTIME\tCHANGES\tDETAIL")
+	for _, s := range rec.Steps {
+		detail := s.Error
+		if detail == "" && len(s.Problems) > 0 {
+			detail = fmt.Sprintf("%d problems: %s", len(s.Problems), s.Problems[0])
+		}
+		if detail == "" && len(s.Notes) > 0 {
+			detail = s.Notes[len(s.Notes)-1]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Name, s.Status, fmtMS(s.DurationMS), len(s.Changes), oneLine(detail, 100))
+	}
+	_ = tw.Flush()
+	verdict := "ok"
+	if !rec.OK() {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "\n%s: %d changes, %d failed steps\n", verdict, rec.Changes(), len(rec.Failed()))
+}
+
+func fmtMS(ms float64) string {
+	if ms < 1 {
+		return fmt.Sprintf("%.0fµs", ms*1000)
+	}
+	if ms < 1000 {
+		return fmt.Sprintf("%.1fms", ms)
+	}
+	return fmt.Sprintf("%.2fs", ms/1000)
+}
+
+func oneLine(s string, max int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len([]rune(s)) > max {
+		return string([]rune(s)[:max-1]) + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
