@@ -163,8 +163,10 @@ func deviceCandidates(opt FindOptions) []candidate {
 		if !opt.IncludeLoop && strings.HasPrefix(n, "loop") {
 			continue
 		}
-		if strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") {
-			continue // memory disks never carry the context
+		if strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") || strings.HasPrefix(n, "fd") {
+			// Memory disks never carry the context, and reading an empty
+			// floppy drive stalls for seconds.
+			continue
 		}
 		if emptyDevice(filepath.Join(blockDir, n)) {
 			continue // an empty CD-ROM drive or a detached loop device
