@@ -14,7 +14,9 @@ type Scripts struct {
 	// Init are INIT_SCRIPTS' base names, in order; init.sh when unset and
 	// the medium has one.
 	Init []string
-	// Files are the names FILES_DS put on the medium.
+	// Files are the image names FILES_DS put at the medium's root, as
+	// written (not cut to a base name), so that the scripts step can refuse
+	// one that is absolute or climbs out with "..".
 	Files []string
 }
 
@@ -61,7 +63,7 @@ func filesDS(v string) []string {
 		}
 		name := strings.Trim(item[i+1:], "'")
 		if name != "" {
-			out = append(out, path.Base(name))
+			out = append(out, name)
 		}
 	}
 	return out
@@ -70,8 +72,19 @@ func filesDS(v string) []string {
 // Role is the service role the VM plays (the project's role layer).
 type Role struct {
 	Name string // ROLE, lower-cased; "" when none
+	// ServiceRole is ROLE_NAME, the OneFlow role of the VM, which service
+	// templates copy into CONTEXT from the user template; "" when none.
+	ServiceRole string
+	// Parents are ROLE_PARENTS, the OneFlow roles this one waits for
+	// (space-separated). OneGate leaves the service's "parents" out, so a
+	// template that wants the wait passes them here.
+	Parents []string
 }
 
 func (b *builder) role() Role {
-	return Role{Name: strings.ToLower(b.trimmed("ROLE"))}
+	r := Role{Name: strings.ToLower(b.trimmed("ROLE")), ServiceRole: b.trimmed("ROLE_NAME")}
+	if p := strings.Fields(b.get("ROLE_PARENTS")); len(p) > 0 {
+		r.Parents = p
+	}
+	return r
 }
