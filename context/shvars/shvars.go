@@ -52,12 +52,34 @@ type Vars struct {
 }
 
 // newVars sorts the assignments by name and keeps the last one of each name.
-// It reuses the backing array of in.
+// Input already sorted (oned's files are) costs no copy.
 func newVars(in []Var) *Vars {
-	byName := func(a, b Var) int { return strings.Compare(a.Name, b.Name) }
-	if !slices.IsSortedFunc(in, byName) {
-		// Stable, so equal names stay in file order and the last one is the latest.
-		slices.SortStableFunc(in, byName)
+	sorted := true
+	for i := 1; i < len(in); i++ {
+		if in[i-1].Name > in[i].Name {
+			sorted = false
+			break
+		}
+	}
+	if !sorted {
+		// Sort positions, not the Vars themselves: moving int32s is much
+		// cheaper than moving structs of strings. Ties keep file order, so the
+		// last of a run of equal names is the latest definition.
+		order := make([]int32, len(in))
+		for i := range order {
+			order[i] = int32(i)
+		}
+		slices.SortFunc(order, func(a, b int32) int {
+			if c := strings.Compare(in[a].Name, in[b].Name); c != 0 {
+				return c
+			}
+			return int(a - b)
+		})
+		byName := make([]Var, len(in))
+		for i, j := range order {
+			byName[i] = in[j]
+		}
+		in = byName
 	}
 	out := in[:0]
 	for i, v := range in {
