@@ -24,7 +24,7 @@ func typicalContext() []byte {
 		"ETH0_DNS": "192.0.2.53 198.51.100.53", "ETH0_GATEWAY": "192.0.2.1", "ETH0_IP": "192.0.2.40",
 		"ETH0_MAC": "02:00:c0:00:02:28", "ETH0_MASK": "255.255.255.0", "ETH0_NETWORK": "192.0.2.0",
 		"ETH0_SEARCH_DOMAIN": "example.org",
-		"ETH1_IP": "198.51.100.40", "ETH1_MAC": "02:00:c6:33:64:28", "ETH1_MASK": "255.255.255.0",
+		"ETH1_IP":            "198.51.100.40", "ETH1_MAC": "02:00:c6:33:64:28", "ETH1_MASK": "255.255.255.0",
 		"ETH1_NETWORK": "198.51.100.0", "ETH1_MTU": "9000",
 	}
 	var lines []Var
