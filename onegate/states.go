@@ -4,8 +4,8 @@ import "strconv"
 
 // OpenNebula state numbers that the agent tests for.
 const (
-	VMStateActive  = 3
-	LCMStateBoot   = 2
+	VMStateActive   = 3
+	LCMStateBoot    = 2
 	LCMStateRunning = 3
 )
 

@@ -171,7 +171,7 @@ func (g *Gate) fullVM(v *vm) fullVMDoc {
 	}
 	ctx := map[string]string{"DISK_ID": "1", "NETWORK": "YES", "ONEGATE_ENDPOINT": g.endpoint, "REPORT_READY": "YES",
 		"SSH_PUBLIC_KEY": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExample alice@example.org",
-		"TARGET": "hda", "TOKEN": "YES", "VMID": id}
+		"TARGET":         "hda", "TOKEN": "YES", "VMID": id}
 	if r, ok := v.user["ROLE_NAME"]; ok {
 		ctx["ROLE"] = r
 	}
@@ -350,10 +350,10 @@ func (g *Gate) vnetDocLocked(n *VNetSpec, vr *VRouterSpec, extended bool) any {
 		} `json:"LEASES"`
 	}
 	type body struct {
-		ID                string `json:"ID"`
-		NAME              string `json:"NAME"`
-		USED_LEASES       string `json:"USED_LEASES"`
-		VROUTERS          struct {
+		ID          string `json:"ID"`
+		NAME        string `json:"NAME"`
+		USED_LEASES string `json:"USED_LEASES"`
+		VROUTERS    struct {
 			ID []string `json:"ID"`
 		} `json:"VROUTERS"`
 		PARENT_NETWORK_ID empty `json:"PARENT_NETWORK_ID"`
