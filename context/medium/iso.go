@@ -189,7 +189,7 @@ func readISO(f *os.File, p string, kind Kind) (*Medium, error) {
 	if !rockRidge && ds.joliet {
 		err = m.listJoliet(f, size, ds.jolietRoot)
 	} else {
-		err = m.listISO(f, size)
+		err = m.listISO(f, size, ds.primaryRoot)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("medium %s: %w", p, err)
@@ -206,7 +206,7 @@ func readISO(f *os.File, p string, kind Kind) (*Medium, error) {
 // go-diskfs and records every file's place.
 // go-diskfs trusts the on-disk structures and can panic on a corrupt image, so
 // a panic is turned into an error here.
-func (m *Medium) listISO(f *os.File, size int64) (err error) {
+func (m *Medium) listISO(f *os.File, size int64, root dirRecord) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("corrupt ISO 9660 structures: %v", r)
@@ -216,8 +216,8 @@ func (m *Medium) listISO(f *os.File, size int64) (err error) {
 	if err != nil {
 		return fmt.Errorf("read ISO 9660 file system: %w", err)
 	}
-	w := isoWalker{m: m, fs: isoFS, size: size}
-	if err := w.walk(".", "", 0); err != nil {
+	w := isoWalker{m: m, fs: isoFS, img: f, size: size}
+	if err := w.walk(".", "", root, 0); err != nil {
 		return err
 	}
 	if !w.rockRidge {
@@ -231,13 +231,15 @@ func (m *Medium) listISO(f *os.File, size int64) (err error) {
 type isoWalker struct {
 	m         *Medium
 	fs        *iso9660.FileSystem
+	img       io.ReaderAt
 	size      int64
 	rockRidge bool
 	count     int
 }
 
-// walk lists the ISO directory isoDir (go-diskfs path) as medium path rel.
-func (w *isoWalker) walk(isoDir, rel string, depth int) error {
+// walk lists the ISO directory isoDir (go-diskfs path), whose own record is
+// self, as medium path rel.
+func (w *isoWalker) walk(isoDir, rel string, self dirRecord, depth int) error {
 	if depth > maxDepth {
 		return fmt.Errorf("directory %s: nested deeper than %d levels", rel, maxDepth)
 	}
@@ -245,11 +247,19 @@ func (w *isoWalker) walk(isoDir, rel string, depth int) error {
 	if err != nil {
 		return fmt.Errorf("read directory /%s: %w", rel, err)
 	}
-	for _, de := range des {
+	rrNames, ok := rockRidgeNames(w.img, self.location, self.length, w.size)
+	if !ok || len(rrNames) != len(des) {
+		rrNames = nil
+	}
+	for i, de := range des {
 		if w.count++; w.count > maxEntries {
 			return fmt.Errorf("more than %d entries", int(maxEntries))
 		}
 		name := de.Name()
+		// Take the Rock Ridge name as written where go-diskfs trimmed it.
+		if rrNames != nil && rrNames[i] != "" && !de.IsDir() && diskfsMangled(rrNames[i]) == name {
+			name = rrNames[i]
+		}
 		if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
 			return fmt.Errorf("directory /%s: bad entry name %q", rel, name)
 		}
@@ -267,7 +277,8 @@ func (w *isoWalker) walk(isoDir, rel string, depth int) error {
 		childRel := path.Join(rel, name)
 		if de.IsDir() {
 			w.m.dirs = append(w.m.dirs, childRel)
-			if err := w.walk(path.Join(isoDir, name), childRel, depth+1); err != nil {
+			sub := dirRecord{location: st.Location, length: uint32(fi.Size())}
+			if err := w.walk(path.Join(isoDir, de.Name()), childRel, sub, depth+1); err != nil {
 				return err
 			}
 			continue

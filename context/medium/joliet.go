@@ -82,11 +82,8 @@ func jolietName(b []byte, isDir bool) (string, error) {
 		u[i] = binary.BigEndian.Uint16(b[2*i:])
 	}
 	name := string(utf16.Decode(u))
-	if !isDir {
-		if i := strings.LastIndexByte(name, ';'); i >= 0 {
-			name = name[:i]
-		}
-		name = strings.TrimSuffix(name, ".")
+	if i := strings.LastIndexByte(name, ';'); !isDir && i >= 0 && isDigits(name[i+1:]) {
+		name = name[:i]
 	}
 	return name, nil
 }
@@ -171,4 +168,13 @@ func (w *jolietWalker) walk(dir dirRecord, rel string, depth int) error {
 		w.m.entries[childRel] = entry{size: int64(rec.length), off: dataOff}
 	}
 	return nil
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
