@@ -41,8 +41,9 @@ func Parse(file string, data []byte) (*Vars, []*Error) {
 	}
 	p := parser{file: file, s: string(data), line: 1}
 	p.hasNUL = strings.IndexByte(p.s, 0) >= 0
-	// oned writes NAME='...' for every variable; this is close to the count.
-	p.vars = make([]Var, 0, strings.Count(p.s, "='")+1)
+	// oned writes NAME='...' for every variable, so this is close to the
+	// count; capped, because a hostile value can be made of nothing but ='.
+	p.vars = make([]Var, 0, min(strings.Count(p.s, "='")+1, 1024))
 	for p.pos < len(p.s) {
 		p.logicalLine()
 	}
