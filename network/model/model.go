@@ -1,0 +1,288 @@
+// Package model turns the typed network settings of a context and the
+// kernel's links into one desired state: per NIC, the link it is (matched
+// by MAC), its addresses, routes, MTU and DNS. The netlink applier, every
+// renderer and the verifier read this model and nothing else, so they
+// cannot disagree about what the context asks for.
+package model
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"one-contextd/context/settings"
+)
+
+// RouteProtocol tags every route the agent adds (rtm_protocol), so it can
+// find and remove its own routes and never anyone else's. Not in
+// /etc/iproute2/rt_protos; kept away from the numbers routing daemons use.
+const RouteProtocol = 79
+
+// Default metrics the model settles when the context has none, so that every
+// renderer and the kernel applier agree (one-context's netplan and nm
+// renderers use these; the kernel's IPv4 default is the same 0).
+const (
+	DefaultMetric4 = 0
+	DefaultMetric6 = 1
+)
+
+// Link is what the model needs to know of a kernel link.
+type Link struct {
+	Index int
+	Name  string
+	MAC   net.HardwareAddr
+}
+
+// Problem is a variable the model cannot use.
+type Problem struct {
+	Var string
+	Msg string
+}
+
+func (p Problem) String() string { return p.Var + ": " + p.Msg }
+
+// Gateway is a default route through a NIC.
+type Gateway struct {
+	Via    netip.Addr
+	Metric uint32
+	// MetricVar names the variable the metric came from ("" for the default).
+	MetricVar string
+}
+
+// Valid reports whether there is a gateway.
+func (g Gateway) Valid() bool { return g.Via.IsValid() }
+
+// Address is one address with the variable it came from.
+type Address struct {
+	Prefix netip.Prefix
+	Var    string // "ETH0_IP", "ETH0_ALIAS1_IP6", ...
+}
+
+// NIC is the desired state of one context NIC.
+type NIC struct {
+	Name string // "ETH0"
+	// Dev is the kernel's name of the link, or, without a kernel (offline
+	// rendering), the context name in lower case.
+	Dev     string
+	DevIdx  int // kernel ifindex; 0 when rendered offline
+	MAC     net.HardwareAddr
+	Method4 settings.Method4
+	Method6 settings.Method6
+
+	// Addr4 and Addr6 hold the NIC's own address first, then its ULA (v6),
+	// then its aliases' in alias order.
+	Addr4    []Address
+	Addr6    []Address
+	Network4 netip.Addr // ETHx_NETWORK, for the interfaces renderer
+
+	Gateway4 Gateway
+	Gateway6 Gateway // on-link
+	Routes   []settings.Route
+	// OneGate is the link-local OneGate address that gets an on-link /32
+	// route through this NIC (only the first static NIC has it).
+	OneGate netip.Addr
+	MTU     int // 0: leave alone
+
+	// DNS and Search are the NIC's own, for renderers that attach them to
+	// the link (static families only).
+	DNS    []netip.Addr
+	Search []string
+}
+
+// Static4 reports whether the NIC has static IPv4 addresses.
+func (n NIC) Static4() bool { return n.Method4 == settings.Static4 && len(n.Addr4) > 0 }
+
+// Static6 reports whether the NIC has static IPv6 addresses (of its own;
+// alias IPv6 addresses alone do not make the method static).
+func (n NIC) Static6() bool {
+	return n.Method6 == settings.Static6 && len(n.Addr6) > 0 && n.Addr6[0].Var == n.Name+"_IP6"
+}
+
+// Skip4 reports whether IPv4 is left alone.
+func (n NIC) Skip4() bool { return n.Method4 != settings.DHCP4 && !n.Static4() }
+
+// Skip6 reports whether IPv6 is left alone (or disabled through sysctls only).
+func (n NIC) Skip6() bool {
+	switch n.Method6 {
+	case settings.Auto6, settings.DHCP6:
+		return false
+	}
+	return !n.Static6()
+}
+
+// Sysctl is one kernel setting: Key relative to /proc/sys ("net/ipv6/conf/eth1/disable_ipv6").
+type Sysctl struct {
+	Key, Value string
+	Var        string // the variable asking for it
+}
+
+// Model is the whole desired network state.
+type Model struct {
+	NICs []NIC // context order (lexical by variable name)
+	// Skipped lists the context NICs that are left completely alone (both
+	// families skipped), by name.
+	Skipped []string
+	// Nameservers and Searches are the merged lists for resolv.conf:
+	// global first, then each NIC's.
+	Nameservers []netip.Addr
+	Searches    []string
+	// Default4 and Default6 name the NIC ("ETH0") whose default route wins
+	// (lowest metric, first in context order on a tie); "" when none.
+	Default4, Default6 string
+	// Sysctls are the kernel settings for IPv6 "disable", persisted in
+	// /etc/sysctl.d/50-one-context.conf.
+	Sysctls []Sysctl
+	// Offline is true when there was no kernel to match MACs against and
+	// device names are guessed from the context names.
+	Offline bool
+}
+
+// Plan builds the model. links are the kernel's links; nil means offline
+// (device names are the context names in lower case). onegate is the
+// OneGate link-local address (invalid when none).
+func Plan(nw settings.Network, onegate netip.Addr, links []Link) (Model, []Problem) {
+	var m Model
+	var problems []Problem
+	m.Offline = links == nil
+	m.Nameservers = nw.Nameservers()
+	m.Searches = nw.Searches()
+	byMAC := map[string]Link{}
+	for _, l := range links {
+		if len(l.MAC) == 6 {
+			byMAC[l.MAC.String()] = l // net.HardwareAddr.String is lower case: exact, case-insensitive match
+		}
+	}
+	usedDev := map[string]string{}
+	for _, s := range nw.NICs {
+		n := NIC{Name: s.Name, MAC: s.MAC, Method4: s.IPv4.Method, Method6: s.IPv6.Method, MTU: s.MTU}
+		if m.Offline {
+			n.Dev = strings.ToLower(s.Name)
+		} else {
+			l, ok := byMAC[s.MAC.String()]
+			if !ok {
+				problems = append(problems, Problem{s.Name + "_MAC", fmt.Sprintf("no link has MAC %s; %s is not configured", s.MAC, s.Name)})
+				continue
+			}
+			if other, dup := usedDev[l.Name]; dup {
+				problems = append(problems, Problem{s.Name + "_MAC", fmt.Sprintf("link %s is already %s; %s is not configured", l.Name, other, s.Name)})
+				continue
+			}
+			usedDev[l.Name] = s.Name
+			n.Dev, n.DevIdx = l.Name, l.Index
+		}
+		if s.Skipped() {
+			// As in one-context: nothing at all is written for the NIC,
+			// its aliases included.
+			m.Skipped = append(m.Skipped, s.Name)
+			for _, a := range s.Aliases {
+				problems = append(problems, Problem{a.Name + "_MAC", fmt.Sprintf("%s leaves both families alone; the alias is not configured", s.Name)})
+			}
+			if s.IPv6.Method == settings.Disable6 {
+				m.Sysctls = append(m.Sysctls, disable6(n.Dev, s.Name)...)
+			}
+			continue
+		}
+		if s.IPv4.Method == settings.Static4 && s.IPv4.Address.IsValid() {
+			n.Addr4 = append(n.Addr4, Address{s.IPv4.Address, s.Name + "_IP"})
+			n.Network4 = s.IPv4.Network
+			if s.IPv4.Gateway.IsValid() {
+				n.Gateway4 = Gateway{Via: s.IPv4.Gateway, Metric: s.IPv4.Metric.Or(DefaultMetric4)}
+				if s.IPv4.Metric.Set {
+					n.Gateway4.MetricVar = s.Name + "_METRIC"
+				}
+			}
+			n.Routes = s.Routes
+		}
+		if s.IPv6.Method == settings.Static6 && s.IPv6.Address.IsValid() {
+			n.Addr6 = append(n.Addr6, Address{s.IPv6.Address, s.Name + "_IP6"})
+			if s.IPv6.ULA.IsValid() {
+				n.Addr6 = append(n.Addr6, Address{s.IPv6.ULA, s.Name + "_IP6_ULA"})
+			}
+			if s.IPv6.Gateway.IsValid() {
+				n.Gateway6 = Gateway{Via: s.IPv6.Gateway, Metric: s.IPv6.Metric.Or(DefaultMetric6)}
+				if s.IPv6.Metric.Set {
+					n.Gateway6.MetricVar = s.Name + "_IP6_METRIC"
+				}
+			}
+		}
+		if s.IPv6.Method == settings.Disable6 {
+			m.Sysctls = append(m.Sysctls, disable6(n.Dev, s.Name)...)
+		}
+		for _, a := range s.Aliases {
+			if a.IPv4.IsValid() {
+				n.Addr4 = append(n.Addr4, Address{a.IPv4, a.Name + "_IP"})
+			}
+			if a.IPv6.IsValid() {
+				if s.IPv6.Method == settings.Disable6 {
+					problems = append(problems, Problem{a.Name + "_IP6", fmt.Sprintf("IPv6 is disabled on %s; left out", s.Name)})
+				} else {
+					n.Addr6 = append(n.Addr6, Address{a.IPv6, a.Name + "_IP6"})
+					if a.ULA.IsValid() {
+						n.Addr6 = append(n.Addr6, Address{a.ULA, a.Name + "_IP6_ULA"})
+					}
+				}
+			}
+		}
+		// A dynamic family's DNS goes to resolv.conf only, as in one-context.
+		if n.Static4() || n.Static6() {
+			n.DNS, n.Search = s.DNS, s.SearchDomains
+		}
+		m.NICs = append(m.NICs, n)
+	}
+	m.placeOneGate(onegate, &problems)
+	m.pickDefaults()
+	return m, problems
+}
+
+func disable6(dev, name string) []Sysctl {
+	v := name + "_IP6_METHOD"
+	base := "net/ipv6/conf/" + dev + "/"
+	return []Sysctl{{base + "disable_ipv6", "1", v}, {base + "autoconf", "0", v}, {base + "accept_ra", "0", v}}
+}
+
+// placeOneGate puts the OneGate host route on the first NIC with a static
+// IPv4 address, as one-context does (on the first one only).
+func (m *Model) placeOneGate(a netip.Addr, problems *[]Problem) {
+	if !a.IsValid() {
+		return
+	}
+	for i := range m.NICs {
+		if m.NICs[i].Static4() {
+			m.NICs[i].OneGate = a
+			return
+		}
+	}
+	if len(m.NICs) > 0 {
+		*problems = append(*problems, Problem{"ONEGATE_ENDPOINT", fmt.Sprintf("link-local %s needs a NIC with a static IPv4 address for its route; none has one", a)})
+	}
+}
+
+func (m *Model) pickDefaults() {
+	var best4, best6 *NIC
+	for i := range m.NICs {
+		n := &m.NICs[i]
+		if n.Gateway4.Valid() && (best4 == nil || n.Gateway4.Metric < best4.Gateway4.Metric) {
+			best4 = n
+		}
+		if n.Gateway6.Valid() && (best6 == nil || n.Gateway6.Metric < best6.Gateway6.Metric) {
+			best6 = n
+		}
+	}
+	if best4 != nil {
+		m.Default4 = best4.Name
+	}
+	if best6 != nil {
+		m.Default6 = best6.Name
+	}
+}
+
+// NIC finds a NIC of the model by context name.
+func (m Model) NIC(name string) (NIC, bool) {
+	for _, n := range m.NICs {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return NIC{}, false
+}
