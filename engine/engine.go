@@ -120,20 +120,28 @@ func (r *Record) Changes() int {
 
 // Recorder is what a running step uses to say what it did.
 type Recorder struct {
-	rec *StepRecord
-	Log zerolog.Logger // already carries step=<name>
+	rec   *StepRecord
+	Log   zerolog.Logger // already carries step=<name>
+	scrub func(string) string
+}
+
+func (r *Recorder) clean(s string) string {
+	if r.scrub != nil {
+		return r.scrub(s)
+	}
+	return s
 }
 
 // Change records one change the step made ("eth0: add 192.0.2.10/24").
 func (r *Recorder) Change(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := r.clean(fmt.Sprintf(format, args...))
 	r.rec.Changes = append(r.rec.Changes, msg)
 	r.Log.Info().Str("event", "change").Msg(msg)
 }
 
 // Note records a fact worth keeping that is not a change.
 func (r *Recorder) Note(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := r.clean(fmt.Sprintf(format, args...))
 	r.rec.Notes = append(r.rec.Notes, msg)
 	r.Log.Info().Msg(msg)
 }
@@ -141,8 +149,8 @@ func (r *Recorder) Note(format string, args ...any) {
 // Problem records a bad input the step worked around; variable names the
 // context variable (may be "").
 func (r *Recorder) Problem(variable, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if variable != "" {
+	msg := r.clean(fmt.Sprintf(format, args...))
+	if variable != "" && !strings.Contains(msg, variable+":") {
 		msg = variable + ": " + msg
 	}
 	r.rec.Problems = append(r.rec.Problems, msg)
@@ -193,7 +201,7 @@ func (e *Engine) Run(ctx context.Context, rec *Record, steps []Step) {
 		}
 		sr.Start = e.now()
 		log.Debug().Str("event", "step-start").Msg("start")
-		r := &Recorder{rec: &sr, Log: log}
+		r := &Recorder{rec: &sr, Log: log, scrub: e.Scrub}
 		err := runGuarded(ctx, st, r)
 		sr.End = e.now()
 		sr.DurationMS = float64(sr.End.Sub(sr.Start).Microseconds()) / 1000

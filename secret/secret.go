@@ -65,7 +65,9 @@ func (s Value) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // oned's YES/NO switch, not a secret.
 func IsName(name string) bool {
 	n := strings.ToUpper(name)
-	if strings.HasSuffix(n, "PUBLIC_KEY") || n == "TOKEN" {
+	// TOKEN is oned's YES/NO switch and USERNAME_PASSWORD_RESET a YES/NO
+	// flag: neither holds a secret, and hiding them hides the context.
+	if strings.HasSuffix(n, "PUBLIC_KEY") || n == "TOKEN" || n == "USERNAME_PASSWORD_RESET" {
 		return false
 	}
 	if strings.HasSuffix(n, "_KEY") || strings.HasSuffix(n, "_KEY_BASE64") {

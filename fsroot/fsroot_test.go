@@ -1,0 +1,163 @@
+package fsroot
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func newRoot(t *testing.T) (*Root, string) {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, dir
+}
+
+func TestWriteCreatesAtomicallyAndComparesFirst(t *testing.T) {
+	r, dir := newRoot(t)
+	changed, err := r.WriteFile("/etc/app/conf", []byte("a=1\n"), WriteOptions{Mode: 0o640})
+	if err != nil || !changed {
+		t.Fatalf("first write: changed=%v err=%v", changed, err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "etc/app/conf"))
+	if err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode %v, err %v", fi.Mode(), err)
+	}
+	before := fi.ModTime()
+	changed, err = r.WriteFile("/etc/app/conf", []byte("a=1\n"), WriteOptions{Mode: 0o640})
+	if err != nil || changed {
+		t.Fatalf("equal write: changed=%v err=%v", changed, err)
+	}
+	if fi2, _ := os.Stat(filepath.Join(dir, "etc/app/conf")); !fi2.ModTime().Equal(before) {
+		t.Error("an equal write touched the file")
+	}
+	if created, _ := r.Created("/etc/app/conf"); !created {
+		t.Error("a file the agent created is not recorded as created")
+	}
+	// No temp files left behind.
+	entries, _ := os.ReadDir(filepath.Join(dir, "etc/app"))
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want only conf", len(entries))
+	}
+	// Nothing outside the root.
+	if _, err := os.Stat("/etc/app/conf"); err == nil {
+		t.Fatal("the write escaped the root")
+	}
+}
+
+func TestReplacingAFileTheAgentDidNotCreate(t *testing.T) {
+	r, dir := newRoot(t)
+	p := filepath.Join(dir, "etc/hosts")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("user's own\n"), 0o604); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 1234, 5678); err != nil {
+		t.Skipf("chown needs root: %v", err)
+	}
+	if _, err := r.WriteFile("/etc/hosts", []byte("v2\n"), WriteOptions{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(p)
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o604 || st.Uid != 1234 || st.Gid != 5678 {
+		t.Errorf("replaced file lost mode/owner: %v %d:%d", fi.Mode(), st.Uid, st.Gid)
+	}
+	bak, err := os.ReadFile(p + BackupSuffix)
+	if err != nil || string(bak) != "user's own\n" {
+		t.Fatalf("backup = %q, %v", bak, err)
+	}
+	// The backup is taken once: a later write keeps the original.
+	if _, err := r.WriteFile("/etc/hosts", []byte("v3\n"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if bak, _ := os.ReadFile(p + BackupSuffix); string(bak) != "user's own\n" {
+		t.Errorf("backup overwritten: %q", bak)
+	}
+	if created, _ := r.Created("/etc/hosts"); created {
+		t.Error("a user's file must not be recorded as created by the agent")
+	}
+	// ForceMode and ForceOwner do change them.
+	if _, err := r.WriteFile("/etc/hosts", []byte("v3\n"), WriteOptions{Mode: 0o600, ForceMode: true, UID: 0, GID: 0, ForceOwner: true}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ = os.Stat(p)
+	st = fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o600 || st.Uid != 0 {
+		t.Errorf("forced mode/owner not applied: %v uid %d", fi.Mode(), st.Uid)
+	}
+}
+
+func TestNeverWritesThroughSymlinks(t *testing.T) {
+	r, dir := newRoot(t)
+	secretFile := filepath.Join(dir, "etc/shadow")
+	_ = os.MkdirAll(filepath.Dir(secretFile), 0o755)
+	_ = os.WriteFile(secretFile, []byte("root:hash\n"), 0o600)
+	home := filepath.Join(dir, "home/u")
+	_ = os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+	// A symlink at the target.
+	if err := os.Symlink("/etc/shadow", filepath.Join(home, ".ssh/authorized_keys")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.WriteFile("/home/u/.ssh/authorized_keys", []byte("key\n"), WriteOptions{})
+	if !errors.Is(err, ErrSymlink) {
+		t.Fatalf("write through a symlink: err = %v, want ErrSymlink", err)
+	}
+	// A symlinked directory on the way.
+	_ = os.Symlink(filepath.Join(dir, "etc"), filepath.Join(home, "evil"))
+	_, err = r.WriteFile("/home/u/evil/shadow", []byte("x\n"), WriteOptions{NoSymlinkDirs: true})
+	if !errors.Is(err, ErrSymlink) {
+		t.Fatalf("write under a symlinked dir: err = %v, want ErrSymlink", err)
+	}
+	if data, _ := os.ReadFile(secretFile); string(data) != "root:hash\n" {
+		t.Fatalf("the symlink target changed: %q", data)
+	}
+	// ReplaceSymlink replaces the link itself, never its target.
+	if _, err := r.WriteFile("/home/u/.ssh/authorized_keys", []byte("key\n"), WriteOptions{ReplaceSymlink: true}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Lstat(filepath.Join(home, ".ssh/authorized_keys"))
+	if !fi.Mode().IsRegular() {
+		t.Error("the link was not replaced by a file")
+	}
+	if data, _ := os.ReadFile(secretFile); string(data) != "root:hash\n" {
+		t.Fatalf("the symlink target changed: %q", data)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	r, _ := newRoot(t)
+	if _, err := r.WriteFile("/etc/a", []byte("x"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := r.Remove("/etc/a")
+	if err != nil || !removed {
+		t.Fatalf("Remove = %v, %v", removed, err)
+	}
+	if removed, err := r.Remove("/etc/a"); err != nil || removed {
+		t.Fatalf("second Remove = %v, %v", removed, err)
+	}
+	if _, err := r.Remove("/etc"); err == nil {
+		t.Fatal("Remove of a directory must fail")
+	}
+	if files, _ := r.CreatedFiles(); len(files) != 0 {
+		t.Errorf("removed file still in the manifest: %v", files)
+	}
+}
+
+func TestHostPath(t *testing.T) {
+	r, dir := newRoot(t)
+	if got := r.HostPath("/etc/../etc/x"); got != filepath.Join(dir, "etc/x") {
+		t.Errorf("HostPath = %q", got)
+	}
+	if got := r.HostPath("../../x"); got != filepath.Join(dir, "x") {
+		t.Errorf("HostPath escapes the root: %q", got)
+	}
+}

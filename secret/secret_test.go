@@ -1,0 +1,72 @@
+package secret
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"testing"
+)
+
+func TestValueNeverFormatsClearText(t *testing.T) {
+	v := New("hunter2-secret")
+	for _, s := range []string{
+		fmt.Sprint(v), fmt.Sprintf("%s %v %q %x %d %+v %#v", v, v, v, v, v, v, v),
+		fmt.Sprintf("%v", struct{ P Value }{v}), fmt.Sprintf("%+v", &struct{ P Value }{v}),
+	} {
+		if bytes.Contains([]byte(s), []byte("hunter2")) {
+			t.Errorf("formatted secret leaks: %q", s)
+		}
+	}
+	j, _ := json.Marshal(map[string]any{"p": v, "s": struct{ P Value }{v}})
+	if bytes.Contains(j, []byte("hunter2")) {
+		t.Errorf("JSON leaks: %s", j)
+	}
+	if v.Reveal() != "hunter2-secret" {
+		t.Errorf("Reveal = %q", v.Reveal())
+	}
+	if New("").String() != "" || !New("").IsZero() || v.IsZero() {
+		t.Error("empty secret handling")
+	}
+}
+
+func TestIsName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"PASSWORD": true, "PASSWORD_BASE64": true, "CRYPTED_PASSWORD": true, "CRYPTED_PASSWORD_BASE64": true,
+		"ONEGATE_TOKEN": true, "TOKENTXT": true, "REPLICATION_PASSWORD": true, "DB_PASSWORD": true,
+		"APP_SECRET": true, "TLS_KEY": true, "TLS_KEY_BASE64": true, "db_password": true, "AWS_SECRET_ACCESS_KEY": true,
+		"SSH_PUBLIC_KEY": false, "EC2_PUBLIC_KEY": false, "ONEAPP_SSH_PUBLIC_KEY": false, "TOKEN": false,
+		"USERNAME": false, "ETH0_IP": false, "KEYBOARD": false, "PASSWORDLESS": false, "USERNAME_PASSWORD_RESET": false,
+	} {
+		if got := IsName(name); got != want {
+			t.Errorf("IsName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestScrubber(t *testing.T) {
+	var s Scrubber
+	s.Add(New("abc"), New("p@ss\"word\\x"), New("longsecretvalue"), New("secretval"))
+	in := `short abc, json "p@ss\"word\\x", raw p@ss"word\x, nested longsecretvalue`
+	out := s.Scrub(in)
+	for _, leak := range []string{`p@ss\"word\\x`, `p@ss"word\x`, "longsecretvalue", "secretval"} {
+		if bytes.Contains([]byte(out), []byte(leak)) {
+			t.Errorf("scrubbed text still holds %q: %s", leak, out)
+		}
+	}
+	if !bytes.Contains([]byte(out), []byte("short abc")) {
+		t.Errorf("a 3-character value must not be scrubbed (too short to mean anything): %s", out)
+	}
+	var buf bytes.Buffer
+	w := s.Writer(&buf)
+	n, err := w.Write([]byte("x longsecretvalue y\n"))
+	if err != nil || n != len("x longsecretvalue y\n") {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if buf.String() != "x "+Redacted+" y\n" {
+		t.Errorf("writer output %q", buf.String())
+	}
+	var nilS *Scrubber
+	if nilS.Scrub("a") != "a" {
+		t.Error("nil scrubber must pass text through")
+	}
+}
