@@ -40,6 +40,17 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.root = r
+	// The few files of a Debian system the steps read.
+	for name, content := range map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/bash\n", "etc/group": "root:x:0:\n",
+		"etc/shadow": "root:*:19000:0:99999:7:::\n", "etc/gshadow": "root:*::\n",
+	} {
+		p := filepath.Join(h.rootDir, name)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return h
 }
 

@@ -13,6 +13,8 @@ import (
 	"one-contextd/context/shvars"
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/guest/users"
+	"one-contextd/scripts"
 	"one-contextd/secret"
 	"one-contextd/state"
 )
@@ -45,12 +47,18 @@ func (s *session) commonSteps() []engine.Step {
 
 func (s *session) localSteps() []engine.Step {
 	return []engine.Step{
+		{Name: "users", Needs: []string{stepContext}, Run: s.users},
 		{Name: "env-file", Needs: []string{stepContext}, Run: s.writeEnvFile},
 	}
 }
 
 func (s *session) networkSteps() []engine.Step {
-	return nil
+	return []engine.Step{
+		{Name: "medium-files", Needs: []string{stepMedium}, Run: s.copyMedium},
+		// Scripts run after network, hostname, users and keys are in
+		// place; they need the medium's files as their working directory.
+		{Name: "scripts", Needs: []string{stepContext, "medium-files"}, Run: s.scripts},
+	}
 }
 
 func (s *session) finalSteps() []engine.Step {
@@ -223,4 +231,15 @@ func (s *session) copyMedium(_ context.Context, r *engine.Recorder) error {
 	}
 	r.Note("medium files copied to %s", dir)
 	return nil
+}
+
+func (s *session) users(ctx context.Context, r *engine.Recorder) error {
+	return users.Apply(ctx, r, users.Input{Users: s.ctx.Users, Root: s.opt.Root, Run: s.opt.Run})
+}
+
+func (s *session) scripts(ctx context.Context, r *engine.Recorder) error {
+	return scripts.Apply(ctx, r, scripts.Input{
+		Context: s.ctx, Root: s.opt.Root, Run: s.opt.Run, Scrubber: s.opt.Scrubber,
+		MediumDir: s.opt.Root.HostPath(mediumDir()), RuntimeDir: RuntimeDir, ContextFile: EnvFile,
+	})
 }
