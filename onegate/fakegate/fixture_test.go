@@ -47,38 +47,10 @@ func fixture(t testing.TB, name string) []byte {
 	return data
 }
 
-// ShopGate builds the fixtures' scenario: service 7 "shop", VMs 40-44.
 func shopGate(t testing.TB) *Gate {
 	t.Helper()
 	g := New(nil)
-	common := map[string]string{"DESCRIPTION": "one-contextd demo image", "LOGO": "images/logos/debian.png", "READY": "YES"}
-	vms := []struct {
-		id     int
-		name   string
-		ip     string
-		metric [2]string
-	}{
-		{40, "database_0_(service_7)", "192.0.2.10", [2]string{"PG_CONNECTIONS", "61"}},
-		{41, "backend_0_(service_7)", "192.0.2.21", [2]string{"APP_QUEUE_DEPTH", "14"}},
-		{42, "backend_1_(service_7)", "192.0.2.22", [2]string{"APP_QUEUE_DEPTH", "9"}},
-		{43, "frontend_0_(service_7)", "192.0.2.31", [2]string{"NGINX_ACTIVE_CONN", "118"}},
-		{44, "frontend_1_(service_7)", "192.0.2.32", [2]string{"NGINX_ACTIVE_CONN", "97"}},
-	}
-	for _, v := range vms {
-		ut := map[string]string{v.metric[0]: v.metric[1]}
-		for k, val := range common {
-			ut[k] = val
-		}
-		if err := g.AddVMSpec(VMSpec{ID: v.id, Name: v.name, NICs: []NICSpec{{IP: v.ip}}, UserTemplate: ut}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := g.SetService(ServiceSpec{ID: 7, Name: "shop", Roles: []RoleSpec{
-		{Name: "frontend", Parents: []string{"backend"}, VMs: []int{43, 44}},
-		{Name: "backend", Parents: []string{"database"}, VMs: []int{41, 42}},
-		{Name: "database", VMs: []int{40}},
-	}})
-	if err != nil {
+	if err := g.AddShopScenario(); err != nil {
 		t.Fatal(err)
 	}
 	return g

@@ -26,6 +26,9 @@ const (
 	msgNoPeers       = "This VM does not belong to any Virtual Router or Service, so it cannot retrieve information from other VMs"
 )
 
+// maxRequests bounds the request log.
+const maxRequests = 10000
+
 // statusWriter remembers the status for the request log.
 type statusWriter struct {
 	http.ResponseWriter
@@ -54,6 +57,9 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, ContentType: r.Header.Get("Content-Type"),
 		Body: string(body), VMID: r.Header.Get("X-ONEGATE-VMID"), Status: sw.status}
 	g.mu.Lock()
+	if len(g.requests) >= maxRequests { // a long-running demo server must not grow forever
+		g.requests = append(g.requests[:0], g.requests[len(g.requests)-maxRequests/2:]...)
+	}
 	g.requests = append(g.requests, rec)
 	logw := g.log
 	g.mu.Unlock()
