@@ -120,9 +120,9 @@ type Sysctl struct {
 // Model is the whole desired network state.
 type Model struct {
 	NICs []NIC // context order (lexical by variable name)
-	// Skipped lists the context NICs that are left completely alone (both
-	// families skipped), by name.
-	Skipped []string
+	// Skipped are the context NICs left completely alone (both families
+	// skipped): only Name, Dev, DevIdx and MAC are set.
+	Skipped []NIC
 	// Nameservers and Searches are the merged lists for resolv.conf:
 	// global first, then each NIC's.
 	Nameservers []netip.Addr
@@ -171,10 +171,13 @@ func Plan(nw settings.Network, onegate netip.Addr, links []Link) (Model, []Probl
 			usedDev[l.Name] = s.Name
 			n.Dev, n.DevIdx = l.Name, l.Index
 		}
-		if s.Skipped() {
-			// As in one-context: nothing at all is written for the NIC,
-			// its aliases included.
-			m.Skipped = append(m.Skipped, s.Name)
+		// As in one-context, a NIC whose families are both left alone gets
+		// nothing at all, its aliases included; but a NIC that is static
+		// and only lost its own address (a bad ETHx_IP or MASK) keeps its
+		// aliases.
+		explicit := s.IPv4.Method == settings.Skip4 && s.IPv6.Skipped()
+		if s.Skipped() && (explicit || len(s.Aliases) == 0) {
+			m.Skipped = append(m.Skipped, n)
 			for _, a := range s.Aliases {
 				problems = append(problems, Problem{a.Name + "_MAC", fmt.Sprintf("%s leaves both families alone; the alias is not configured", s.Name)})
 			}
