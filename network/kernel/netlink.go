@@ -52,13 +52,22 @@ func (c *Counter) RouteListFiltered(family int, f *netlink.Route, mask uint64) (
 func (c *Counter) LinkSetUp(l netlink.Link) error { c.Writes++; return c.NL.LinkSetUp(l) }
 
 // LinkSetMTU implements Netlink.
-func (c *Counter) LinkSetMTU(l netlink.Link, mtu int) error { c.Writes++; return c.NL.LinkSetMTU(l, mtu) }
+func (c *Counter) LinkSetMTU(l netlink.Link, mtu int) error {
+	c.Writes++
+	return c.NL.LinkSetMTU(l, mtu)
+}
 
 // AddrAdd implements Netlink.
-func (c *Counter) AddrAdd(l netlink.Link, a *netlink.Addr) error { c.Writes++; return c.NL.AddrAdd(l, a) }
+func (c *Counter) AddrAdd(l netlink.Link, a *netlink.Addr) error {
+	c.Writes++
+	return c.NL.AddrAdd(l, a)
+}
 
 // AddrDel implements Netlink.
-func (c *Counter) AddrDel(l netlink.Link, a *netlink.Addr) error { c.Writes++; return c.NL.AddrDel(l, a) }
+func (c *Counter) AddrDel(l netlink.Link, a *netlink.Addr) error {
+	c.Writes++
+	return c.NL.AddrDel(l, a)
+}
 
 // RouteAdd implements Netlink.
 func (c *Counter) RouteAdd(r *netlink.Route) error { c.Writes++; return c.NL.RouteAdd(r) }
