@@ -219,6 +219,13 @@ func mediumDir() string { return path.Join(RuntimeDir, "medium") }
 // copyMedium copies the medium's files for scripts, once per run.
 func (s *session) copyMedium(_ context.Context, r *engine.Recorder) error {
 	dir := mediumDir()
+	// The copy holds token.txt: its parent stays root-only.
+	if err := s.opt.Root.Fs().MkdirAll(RuntimeDir, 0o700); err != nil {
+		return err
+	}
+	if err := s.opt.Root.Fs().Chmod(RuntimeDir, 0o700); err != nil {
+		return err
+	}
 	if _, err := s.opt.Root.Fs().Stat(dir); err == nil {
 		if err := s.opt.Root.Fs().RemoveAll(dir); err != nil {
 			return fmt.Errorf("clear %s: %w", dir, err)

@@ -35,7 +35,8 @@ printf 'demo-token-%s\n' "$$" >"$work/iso/token.txt"
 
 # The root the agent configures: a few files a Debian system has.
 root="$work/root"
-mkdir -p "$root/etc" "$root/usr/share/zoneinfo/Europe"
+mkdir -p "$root/etc" "$root/bin" "$root/usr/share/zoneinfo/Europe"
+cp /bin/bash "$root/bin/bash"
 printf 'root:x:0:0:root:/root:/bin/bash\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 printf 'root:*:19000:0:99999:7:::\n' >"$root/etc/shadow"
@@ -44,6 +45,8 @@ chmod 0640 "$root/etc/shadow" "$root/etc/gshadow"
 printf '127.0.0.1\tlocalhost\n# a line of the image, kept as it is\n' >"$root/etc/hosts"
 cp /usr/share/zoneinfo/Europe/Prague "$root/usr/share/zoneinfo/Europe/Prague" 2>/dev/null || true
 printf 'ID=debian\nVERSION_ID="12"\n' >"$root/etc/os-release"
+
+touch "$work/seeded"
 
 # The VM's network: two links with the context's MACs, plus one the
 # context does not mention (which must keep its address).
@@ -79,7 +82,7 @@ ip -n "$ns" -br addr
 ip -n "$ns" route show table main
 echo
 echo "== files the agent wrote under the root"
-(cd "$root" && find . -type f -newer "$work/context.iso" ! -path './var/lib/*' | sort)
+(cd "$root" && find . -type f -newer "$work/seeded" ! -path './var/lib/*' | sort)
 echo
 echo "== what the fake OneGate holds for VM 42"
 ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; printf 'GET /__fake/state HTTP/1.0\r\n\r\n' >&3; cat <&3" | sed -n '/^\r\{0,1\}$/,$p' | tail -n +2 || true
