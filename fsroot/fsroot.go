@@ -45,10 +45,9 @@ type Root struct {
 	fs  afero.Fs
 	dir string // host path of the root, "" for an in-memory tree
 
-	mu       sync.Mutex
-	created  map[string]bool // manifest, loaded lazily
-	loaded   bool
-	nobackup bool
+	mu      sync.Mutex
+	created map[string]bool // manifest, loaded lazily
+	loaded  bool
 }
 
 // New returns a Root for the host directory dir ("/" for the real system).

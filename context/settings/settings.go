@@ -95,8 +95,6 @@ func (b *builder) get(name string) string { return b.vars.Value(name) }
 // scripts see it after word splitting.
 func (b *builder) trimmed(name string) string { return strings.TrimSpace(b.vars.Value(name)) }
 
-func (b *builder) has(name string) bool { return b.vars.Has(name) }
-
 func (b *builder) line(name string) int {
 	if v, ok := b.vars.Get(name); ok {
 		return v.Line
