@@ -26,10 +26,13 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":     {"run the boot job (stages local, network or all)", cmdRun},
-		"show":    {"print the parsed context, secrets redacted, and its problems", cmdShow},
-		"status":  {"print the last run's steps, durations and outcome", cmdStatus},
-		"version": {"print the version", cmdVersion},
+		"run":            {"run the boot job (stages local, network or all)", cmdRun},
+		"show":           {"print the parsed context, secrets redacted, and its problems", cmdShow},
+		"status":         {"print the last run's steps, durations and outcome", cmdStatus},
+		"version":        {"print the version", cmdVersion},
+		"net":            {"network tools: net render shows the files each network manager would get", cmdNet},
+		"onegate":        {"OpenNebula's onegate command (also when invoked as onegate)", cmdOnegate},
+		"onegate-server": {"run a fake OneGate server (for the demo and tests)", cmdOnegateServer},
 	}
 }
 

@@ -65,7 +65,7 @@ func TestShow(t *testing.T) {
 	if code != 2 {
 		t.Errorf("show bad: exit %d, want 2", code)
 	}
-	for _, want := range []string{bad + ":2: B: ", bad + ":4: ETH0_IP: "} {
+	for _, want := range []string{"context.sh:2: B: ", "context.sh:4: ETH0_IP: "} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}

@@ -75,8 +75,10 @@ func shown(v shvars.Var) any {
 // source, which may also be a plain context.sh file.
 func loadContext(src string, wait time.Duration) (name string, raw []byte, files []string, token []byte, err error) {
 	if strings.HasSuffix(src, ".sh") {
+		// Problems name the file as context.sh, whatever it is called here,
+		// so every source reads the same way.
 		raw, err = readLimited(src, shvars.MaxFileSize)
-		return src, raw, nil, nil, err
+		return medium.ContextFile, raw, nil, nil, err
 	}
 	var m *medium.Medium
 	if src == "" {
