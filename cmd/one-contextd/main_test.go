@@ -80,6 +80,8 @@ func TestShow(t *testing.T) {
 
 func TestRunThenStatus(t *testing.T) {
 	root := t.TempDir()
+	_ = os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	_ = os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\n"), 0o644)
 	src := t.TempDir()
 	_ = os.WriteFile(filepath.Join(src, "context.sh"), []byte("VMID='1'\n"), 0o644)
 	if code, _, stderr := run("run", "--root", root, "--context", src); code != 0 {
