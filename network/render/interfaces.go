@@ -88,6 +88,7 @@ func RenderInterfaces(m model.Model) []File {
 // its content) already sources the agent's file.
 func InterfacesSourced(main []byte) bool {
 	for _, line := range strings.Split(string(main), "\n") {
+		line, _, _ = strings.Cut(line, "#")
 		f := strings.Fields(line)
 		if len(f) != 2 {
 			continue

@@ -1,0 +1,384 @@
+// Package network is the agent's network step: it plans one desired state
+// from the context and the kernel's links (package model), persists it for
+// the image's network manager (package render), converges the kernel
+// through netlink (package kernel), hands DNS to the resolver's owner
+// (package resolv), reloads the manager once if a file changed, and reads
+// the kernel back to verify.
+package network
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/spf13/afero"
+	"github.com/vishvananda/netlink"
+
+	"one-contextd/context/settings"
+	"one-contextd/engine"
+	"one-contextd/fsroot"
+	"one-contextd/network/kernel"
+	"one-contextd/network/model"
+	"one-contextd/network/render"
+	"one-contextd/network/resolv"
+	"one-contextd/runner"
+)
+
+// OwnedPath keeps the addresses the agent added to the kernel, so a later
+// run removes only those.
+const OwnedPath = "/var/lib/one-contextd/network-owned.json"
+
+// Input is what the network step needs.
+type Input struct {
+	Settings settings.Network
+	OneGate  settings.OneGate
+	Root     *fsroot.Root
+	Run      runner.Runner
+	// Netlink is the kernel; nil opens a handle in the current network namespace.
+	Netlink kernel.Netlink
+	// Sysctl sets the IPv6 "disable" sysctls now; nil uses /proc/sys when
+	// Netlink is nil and Root is the real root, else they are only persisted.
+	Sysctl kernel.Sysctl
+	// NetcfgType overrides NETCFG_TYPE (the --netcfg flag); "" none.
+	NetcfgType string
+	// Changed says the context changed since the last run. An unchanged
+	// context is applied all the same: it converges to no change.
+	Changed bool
+	// Domain is put on resolv.conf's "domain" line when the agent writes
+	// that file (the hostname's domain part); "" none.
+	Domain string
+	// OSRelease overrides /etc/os-release under the root (tests).
+	OSRelease *OSRelease
+	// ReloadAnyRoot reloads the manager through Run even when Root is not
+	// "/" (tests, with a fake runner). Otherwise only a real root is reloaded.
+	ReloadAnyRoot bool
+}
+
+// Apply runs the network step.
+func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
+	nl := in.Netlink
+	sc := in.Sysctl
+	if nl == nil {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return fmt.Errorf("network: netlink: %w", err)
+		}
+		defer h.Close()
+		nl = h
+		if sc == nil && in.Root.IsReal() {
+			sc = procSysctl{}
+		}
+	}
+	links, err := kernel.Links(nl)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	m, problems := model.Plan(in.Settings, onegateAddr(in.OneGate), links)
+	for _, p := range problems {
+		r.Problem(p.Var, "%s", p.Msg)
+	}
+	for _, n := range m.Skipped {
+		r.Note("%s (%s): both families are skip; the NIC is left alone", n.Name, n.Dev)
+	}
+	noteUnmentioned(r, m, links)
+
+	// Which manager persists it.
+	osr := in.OSRelease
+	if osr == nil {
+		o := ReadOSRelease(in.Root)
+		osr = &o
+	}
+	cands, asked := candidates(in, *osr, r)
+	sel, err := Select(in.Root, cands, asked, *osr, links)
+	r.Note("netcfg: %s", sel.Trace)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+
+	// Files first (they survive a reboot), then the kernel.
+	filesChanged, err := writeFiles(r, in, m, sel.Type)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+
+	owned, err := loadOwned(in.Root)
+	if err != nil {
+		r.Problem("", "network: %v; starting with no record of own addresses", err)
+	}
+	res, err := kernel.Apply(nl, sc, m, owned)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	for _, c := range res.Changes {
+		r.Change("%s", c)
+	}
+	for _, p := range res.Problems {
+		r.Problem(p.Var, "%s", p.Msg)
+	}
+	if sc == nil && len(m.Sysctls) > 0 {
+		r.Note("sysctls for IPv6 disable are only persisted (not the running system's namespace)")
+	}
+	if err := saveOwned(in.Root, res.Owned); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+
+	dns, err := resolv.Apply(ctx, in.Root, in.Run, in.Root.IsReal(), resolv.Config{Nameservers: m.Nameservers, Search: m.Searches, Domain: in.Domain})
+	r.Note("dns: owner=%s %s", dns.Owner, dns.Trace)
+	for _, c := range dns.Changes {
+		r.Change("%s", c)
+	}
+	for _, n := range dns.Notes {
+		r.Note("%s", n)
+	}
+	if err != nil {
+		r.Problem("DNS", "%v", err)
+	}
+	live := in.Root.IsReal() || in.ReloadAnyRoot
+	if dns.RestartResolved && live {
+		if _, err := in.Run.Run(ctx, runner.Cmd{Name: "systemctl", Args: []string{"try-reload-or-restart", "systemd-resolved.service"}}); err != nil {
+			r.Problem("DNS", "reload systemd-resolved: %v", err)
+		}
+	}
+
+	if filesChanged && live {
+		if err := reload(ctx, r, in, sel.Type); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+	}
+
+	diffs, err := kernel.Verify(nl, sc, m)
+	if err != nil {
+		return fmt.Errorf("network: verify: %w", err)
+	}
+	for _, d := range diffs {
+		r.Problem(d.Var, "verify: %s", d.Msg)
+	}
+	if len(diffs) == 0 {
+		r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
+	}
+	return nil
+}
+
+func candidates(in Input, o OSRelease, r *engine.Recorder) ([]render.Type, bool) {
+	if in.NetcfgType != "" {
+		var out []render.Type
+		for _, f := range strings.Fields(in.NetcfgType) {
+			if t, ok := ParseType(f); ok {
+				out = append(out, t)
+			} else {
+				r.Problem("NETCFG_TYPE", "--netcfg %q: unknown type; left out", f)
+			}
+		}
+		if len(out) > 0 {
+			return out, true
+		}
+	}
+	if len(in.Settings.NetcfgTypes) > 0 {
+		var out []render.Type
+		for _, n := range in.Settings.NetcfgTypes {
+			if t, ok := ParseType(n); ok {
+				out = append(out, t)
+			}
+		}
+		if len(out) > 0 {
+			return out, true
+		}
+	}
+	return DefaultTypes(o), false
+}
+
+func noteUnmentioned(r *engine.Recorder, m model.Model, links []model.Link) {
+	used := map[int]bool{}
+	for _, n := range m.NICs {
+		used[n.DevIdx] = true
+	}
+	for _, n := range m.Skipped {
+		used[n.DevIdx] = true
+	}
+	var other []string
+	for _, l := range links {
+		if !used[l.Index] && len(l.MAC) == 6 && l.Name != "lo" {
+			other = append(other, l.Name)
+		}
+	}
+	if len(other) > 0 {
+		r.Note("links not in the context, left alone: %s", strings.Join(other, " "))
+	}
+}
+
+// writeFiles writes the manager's files, removes the agent's stale ones (a
+// NIC that is gone, a manager no longer chosen) and persists sysctls.
+func writeFiles(r *engine.Recorder, in Input, m model.Model, t render.Type) (bool, error) {
+	files, err := render.Render(t, m, render.Options{NetplanRenderer: netplanBackend(in.Settings, in.Root)})
+	if err != nil {
+		return false, err
+	}
+	if s := render.Sysctls(m); s != nil {
+		files = append(files, render.File{Path: render.SysctlPath, Data: s, Mode: 0o644})
+	}
+	wrote := false
+	keep := map[string]bool{}
+	for _, f := range files {
+		keep[f.Path] = true
+		changed, err := in.Root.WriteFile(f.Path, f.Data, fsroot.WriteOptions{Mode: f.Mode, ForceMode: true, UID: -1, GID: -1})
+		if err != nil {
+			return wrote, err
+		}
+		if changed {
+			wrote = true
+			r.Change("write %s", f.Path)
+		}
+	}
+	if t == render.Interfaces {
+		changed, err := ensureSourced(in.Root)
+		if err != nil {
+			return wrote, err
+		}
+		if changed {
+			wrote = true
+			r.Change("make /etc/network/interfaces source %s", render.InterfacesPath)
+		}
+	}
+	for _, dir := range append(render.OwnedDirs(), path.Dir(render.SysctlPath)) {
+		ents, err := afero.ReadDir(in.Root.Fs(), dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			p := dir + "/" + e.Name()
+			if keep[p] || e.IsDir() || !ownedPath(p) {
+				continue
+			}
+			data, err := in.Root.ReadFile(p)
+			if err != nil || !bytes.Contains(data, []byte(render.Header)) {
+				continue // not written by the agent: never removed
+			}
+			if removed, err := in.Root.Remove(p); err != nil {
+				return wrote, err
+			} else if removed {
+				wrote = true
+				r.Change("remove %s (no longer wanted)", p)
+			}
+		}
+	}
+	return wrote, nil
+}
+
+func ownedPath(p string) bool {
+	if p == render.SysctlPath {
+		return true
+	}
+	for _, t := range render.Types {
+		if render.Owned(t, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureSourced makes /etc/network/interfaces source the agent's file,
+// creating a loopback-only one when the image has none.
+func ensureSourced(root *fsroot.Root) (bool, error) {
+	const main = "/etc/network/interfaces"
+	data, err := root.ReadFile(main)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			return false, err
+		}
+		return root.WriteFile(main, render.InterfacesMain(), fsroot.WriteOptions{Mode: 0o644, UID: -1, GID: -1})
+	}
+	if render.InterfacesSourced(data) {
+		return false, nil
+	}
+	if len(data) > 0 && !bytes.HasSuffix(data, []byte("\n")) {
+		data = append(data, '\n')
+	}
+	return root.WriteFile(main, append(data, []byte(render.SourceLine)...), fsroot.WriteOptions{Mode: 0o644, UID: -1, GID: -1})
+}
+
+// reload asks the manager to read its files again: once per run.
+func reload(ctx context.Context, r *engine.Recorder, in Input, t render.Type) error {
+	var cmd runner.Cmd
+	switch t {
+	case render.Netplan:
+		if netplanBackend(in.Settings, in.Root) == "networkd" && !in.Root.Exists("/run/systemd/netif/state") {
+			cmd = runner.Cmd{Name: "netplan", Args: []string{"generate"}}
+		} else {
+			cmd = runner.Cmd{Name: "netplan", Args: []string{"apply"}}
+		}
+	case render.Networkd:
+		if !in.Root.Exists("/run/systemd/netif/state") {
+			r.Note("systemd-networkd is not running; it reads the new files when it starts")
+			return nil
+		}
+		cmd = runner.Cmd{Name: "networkctl", Args: []string{"reload"}}
+	case render.NM:
+		res, err := in.Run.Run(ctx, runner.Cmd{Name: "nmcli", Args: []string{"-t", "-f", "RUNNING", "general"}})
+		if err != nil || strings.TrimSpace(string(res.Stdout)) != "running" {
+			r.Note("NetworkManager is not running; it reads the new files when it starts")
+			return nil
+		}
+		cmd = runner.Cmd{Name: "nmcli", Args: []string{"connection", "reload"}}
+	case render.Interfaces:
+		if hasTool(in.Root, "ifreload") {
+			cmd = runner.Cmd{Name: "ifreload", Args: []string{"-a"}}
+		} else {
+			cmd = runner.Cmd{Name: "ifup", Args: []string{"-a"}}
+		}
+	default:
+		return nil
+	}
+	if _, err := in.Run.Run(ctx, cmd); err != nil {
+		return fmt.Errorf("reload %s: %w", t, err)
+	}
+	r.Change("reload %s (%s)", t, cmd)
+	return nil
+}
+
+func loadOwned(root *fsroot.Root) (kernel.Owned, error) {
+	var o kernel.Owned
+	data, err := root.ReadFile(OwnedPath)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return o, nil
+		}
+		return o, err
+	}
+	if err := json.Unmarshal(data, &o); err != nil {
+		return kernel.Owned{}, fmt.Errorf("%s: %w", OwnedPath, err)
+	}
+	return o, nil
+}
+
+func saveOwned(root *fsroot.Root, o kernel.Owned) error {
+	if len(o.Addresses) == 0 && !root.Exists(OwnedPath) {
+		return nil
+	}
+	for _, v := range o.Addresses {
+		sort.Strings(v)
+	}
+	data, err := json.MarshalIndent(o, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = root.WriteFile(OwnedPath, append(data, '\n'), fsroot.WriteOptions{Mode: 0o600, UID: -1, GID: -1})
+	return err
+}
+
+// procSysctl writes /proc/sys of the agent's own network namespace.
+type procSysctl struct{}
+
+func (procSysctl) Get(key string) (string, error) {
+	b, err := os.ReadFile("/proc/sys/" + key)
+	return strings.TrimSpace(string(b)), err
+}
+
+func (procSysctl) Set(key, value string) error {
+	return os.WriteFile("/proc/sys/"+key, []byte(value+"\n"), fs.FileMode(0o644))
+}

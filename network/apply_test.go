@@ -1,0 +1,194 @@
+package network
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"one-contextd/context/settings"
+	"one-contextd/context/shvars"
+	"one-contextd/engine"
+	"one-contextd/fsroot"
+	"one-contextd/network/internal/netnstest"
+	"one-contextd/network/render"
+	"one-contextd/runner"
+)
+
+func buildCtx(t testing.TB, lines ...string) *settings.Context {
+	t.Helper()
+	vars, errs := shvars.Parse("context.sh", []byte(strings.Join(lines, "\n")+"\n"))
+	if len(errs) > 0 {
+		t.Fatalf("parse: %v", errs)
+	}
+	return settings.Build(vars, settings.Inputs{})
+}
+
+// imageRoot is a temporary root that looks like a Debian 12 image with the
+// named tools installed.
+func imageRoot(t testing.TB, tools ...string) *fsroot.Root {
+	t.Helper()
+	dir := t.TempDir()
+	for _, tool := range tools {
+		p := filepath.Join(dir, "usr/sbin", tool)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+	_ = os.WriteFile(filepath.Join(dir, "etc/os-release"), []byte("ID=debian\nVERSION_ID=\"12\"\n"), 0o644)
+	r, err := fsroot.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func runApply(t testing.TB, ns *netnstest.NS, root *fsroot.Root, fake *runner.Fake, ctx *settings.Context) *engine.StepRecord {
+	t.Helper()
+	rec, sr := engine.NewTestRecorder()
+	err := Apply(context.Background(), rec, Input{
+		Settings: ctx.Network, OneGate: ctx.OneGate, Root: root, Run: fake,
+		Netlink: ns.Handle, Sysctl: netnstest.Sysctl{NS: ns}, ReloadAnyRoot: true,
+	})
+	if err != nil {
+		t.Fatalf("Apply: %v (record %+v)", err, sr)
+	}
+	return sr
+}
+
+func TestNetnsApplyEndToEnd(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Veth("ens3", "02:00:c0:00:02:46", "p0")
+	ns.Veth("ens4", "02:00:c6:33:64:46", "p1")
+	root := imageRoot(t, "networkctl")
+	// A distribution's own unit for the same link, and a stub symlink as
+	// systemd-resolved has it: both must be left as they are.
+	host := root.Dir()
+	_ = os.MkdirAll(filepath.Join(host, "etc/systemd/network"), 0o755)
+	distro := filepath.Join(host, "etc/systemd/network/ens3.network")
+	_ = os.WriteFile(distro, []byte("[Match]\nName=ens3\n[Network]\nDHCP=yes\n"), 0o644)
+	if err := os.Symlink("../run/systemd/resolve/stub-resolv.conf", filepath.Join(host, "etc/resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.MkdirAll(filepath.Join(host, "run/systemd/netif"), 0o755)
+	_ = os.WriteFile(filepath.Join(host, "run/systemd/netif/state"), nil, 0o644) // networkd runs
+
+	vector, err := os.ReadFile(filepath.Join(repoRoot(t), "..", "shared", "vectors", "contexts", "07-mtu-dns-search.context.sh"))
+	if err != nil {
+		t.Skipf("shared vector missing: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(vector)), "\n")
+	ctx := buildCtx(t, append(lines, "NETCFG_TYPE='networkd'")...)
+	fake := &runner.Fake{}
+	sr := runApply(t, ns, root, fake, ctx)
+	if len(sr.Problems) > 0 {
+		t.Fatalf("problems: %v", sr.Problems)
+	}
+	for _, want := range []string{"write /etc/systemd/network/10-one-context-ens3.network", "write /etc/systemd/network/10-one-context-ens4.network", "ens3: mtu 1450 (was 1500)", "ens4: mtu 9000 (was 1500)", "dns: write " + "/etc/systemd/resolved.conf.d/one-context.conf", "reload networkd (networkctl reload)"} {
+		if !hasLine(sr.Changes, want) {
+			t.Errorf("change %q missing from %v", want, sr.Changes)
+		}
+	}
+	if got := fake.Commands(); len(got) != 2 || got[1] != "networkctl reload" {
+		t.Errorf("commands = %v, want the resolved reload and one networkctl reload", got)
+	}
+	if b, _ := os.ReadFile(distro); !strings.Contains(string(b), "DHCP=yes") {
+		t.Error("the distribution's unit was changed")
+	}
+	if fi, err := os.Lstat(filepath.Join(host, "etc/resolv.conf")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("resolv.conf symlink was replaced: %v %v", fi, err)
+	}
+	dropIn, _ := os.ReadFile(filepath.Join(host, "etc/systemd/resolved.conf.d/one-context.conf"))
+	if !strings.Contains(string(dropIn), "DNS=203.0.113.53 192.0.2.53 198.51.100.53\nDomains=corp.example.org prod.example.org example.org storage.example.org\n") {
+		t.Errorf("resolved drop-in:\n%s", dropIn)
+	}
+	if !hasPrefix(sr.Notes, "verify: the kernel matches the model for 2 NICs") {
+		t.Errorf("no clean verification in notes %v", sr.Notes)
+	}
+
+	// The same context again: zero changes, no command run.
+	fake2 := &runner.Fake{}
+	sr2 := runApply(t, ns, root, fake2, ctx)
+	if len(sr2.Changes) != 0 || len(fake2.Calls) != 0 {
+		t.Errorf("second run: %d changes %v, commands %v; want 0 changes", len(sr2.Changes), sr2.Changes, fake2.Commands())
+	}
+
+	// ETH1 is detached: its unit goes, ETH0's stays, the kernel keeps the
+	// NIC the context no longer mentions as it is (apart from what the
+	// agent itself added there).
+	var eth0Only []string
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "ETH1_") {
+			eth0Only = append(eth0Only, l)
+		}
+	}
+	sr3 := runApply(t, ns, root, &runner.Fake{}, buildCtx(t, append(eth0Only, "NETCFG_TYPE='networkd'")...))
+	if !hasLine(sr3.Changes, "remove /etc/systemd/network/10-one-context-ens4.network (no longer wanted)") {
+		t.Errorf("stale unit not removed: %v", sr3.Changes)
+	}
+	if _, err := os.Stat(filepath.Join(host, render.NetworkdPath("ens3"))); err != nil {
+		t.Errorf("ETH0's unit is gone: %v", err)
+	}
+	if !hasLine(sr3.Changes, "ens4: remove address 198.51.100.70/24") {
+		t.Errorf("the agent's own address on the detached NIC stays: %v", sr3.Changes)
+	}
+}
+
+func TestNetnsApplyPlainResolvConfAndInterfaces(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Veth("ens3", "02:00:c0:00:02:0a", "p0")
+	root := imageRoot(t) // no netplan, networkctl or nmcli: interfaces
+	host := root.Dir()
+	_ = os.WriteFile(filepath.Join(host, "etc/resolv.conf"), []byte("nameserver 10.0.0.1\n"), 0o644)
+	_ = os.MkdirAll(filepath.Join(host, "etc/network"), 0o755)
+	_ = os.WriteFile(filepath.Join(host, "etc/network/interfaces"), []byte("auto lo\niface lo inet loopback\n"), 0o644)
+	vector, err := os.ReadFile(filepath.Join(repoRoot(t), "..", "shared", "vectors", "contexts", "01-single-static-nic.context.sh"))
+	if err != nil {
+		t.Skipf("shared vector missing: %v", err)
+	}
+	ctx := buildCtx(t, strings.Split(strings.TrimSpace(string(vector)), "\n")...)
+	fake := &runner.Fake{}
+	sr := runApply(t, ns, root, fake, ctx)
+	if !hasPrefix(sr.Notes, "netcfg: candidates=netplan,networkd,interfaces,nm from=os-release:debian12 netplan=absent networkd=absent interfaces=present") {
+		t.Errorf("selection trace: %v", sr.Notes)
+	}
+	rc, _ := os.ReadFile(filepath.Join(host, "etc/resolv.conf"))
+	if !strings.Contains(string(rc), "nameserver 192.0.2.53\n") || strings.Contains(string(rc), "10.0.0.1") {
+		t.Errorf("resolv.conf:\n%s", rc)
+	}
+	if _, err := os.Stat(filepath.Join(host, "etc/resolv.conf"+fsroot.BackupSuffix)); err != nil {
+		t.Errorf("the image's resolv.conf was not backed up: %v", err)
+	}
+	main, _ := os.ReadFile(filepath.Join(host, "etc/network/interfaces"))
+	if !render.InterfacesSourced(main) || !strings.HasPrefix(string(main), "auto lo\n") {
+		t.Errorf("/etc/network/interfaces:\n%s", main)
+	}
+	if got := fake.Commands(); len(got) != 1 || got[0] != "ifup -a" {
+		t.Errorf("commands = %v", got)
+	}
+	sr2 := runApply(t, ns, root, &runner.Fake{}, ctx)
+	if len(sr2.Changes) != 0 {
+		t.Errorf("second run changed: %v", sr2.Changes)
+	}
+}
+
+func hasLine(list []string, want string) bool {
+	for _, s := range list {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPrefix(list []string, want string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, want) {
+			return true
+		}
+	}
+	return false
+}
