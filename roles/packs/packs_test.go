@@ -263,3 +263,68 @@ func TestPostgreSQLMasterReplica(t *testing.T) {
 		t.Errorf("after a second run the replica reads %q", v)
 	}
 }
+
+// TestPostgreSQLSingle runs the single role in single mode (no service):
+// the application user can then log in over TCP with its password from
+// the allowed client, and not with another password.
+func TestPostgreSQLSingle(t *testing.T) {
+	bin := postgresBin(t)
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		t.Skip("no postgres system user (installed by the postgresql package)")
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	base := t.TempDir()
+	for d := base; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	nsM, nsClient := netnsPair(t)
+	port := 20000 + (os.Getpid()+7)%20000
+	c := newCluster(t, bin, filepath.Join(base, "db"), nsM, port, uid, gid)
+	const pw = `b@ck-end'pw`
+	in := node(t, filepath.Join(base, "vm"), "ROLE='single'\nETH0_MAC='02:00:0a:63:00:01'\nETH0_IP='10.99.0.1'\nETH0_MASK='255.255.255.0'\n"+
+		"DB_NAME='shop'\nDB_USER='shop_app'\nDB_PASSWORD="+shvars.Quote(pw)+"\nALLOWED_CLIENTS='10.99.0.2/32'\n", c, nil)
+	in.Service = nil
+	for range 2 { // the second run must converge to the same state
+		r, rec := engine.NewTestRecorder()
+		if err := roles.Apply(context.Background(), r, in); err != nil {
+			t.Fatalf("single: %v\nnotes %q", err, rec.Notes)
+		}
+	}
+	login := func(password string) (string, error) {
+		passfile := filepath.Join(base, "pgpass")
+		if err := os.WriteFile(passfile, []byte("*:*:*:shop_app:"+password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// From the other namespace, the client VM at 10.99.0.2.
+		cmd := exec.Command("ip", "netns", "exec", nsClient, filepath.Join(bin, "psql"), "-X", "-A", "-t", "-w",
+			"-h", "10.99.0.1", "-p", strconv.Itoa(port), "-U", "shop_app", "-d", "shop", "-c", "SELECT current_user || '@' || current_database();")
+		cmd.Env = []string{"PGPASSFILE=" + passfile, "PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if got, err := login(pw); err != nil || got != "shop_app@shop" {
+		t.Errorf("login over TCP from the allowed client: %q %v", got, err)
+	}
+	if got, err := login("wrong-password"); err == nil {
+		t.Errorf("login with a wrong password succeeded: %q", got)
+	}
+}
+
+// TestShellcheck checks every script of the packs as POSIX sh.
+func TestShellcheck(t *testing.T) {
+	if _, ok := runner.LookPath("shellcheck"); !ok {
+		t.Skip("shellcheck not installed (apt-get install shellcheck)")
+	}
+	files, _ := filepath.Glob("*/*.sh")
+	scripts, _ := filepath.Glob("*/*/[0-9]*")
+	files = append(files, scripts...)
+	if len(files) < 4 {
+		t.Fatalf("found only %q", files)
+	}
+	args := append([]string{"-s", "sh", "-x", "-P", "SCRIPTDIR"}, files...)
+	if out, err := exec.Command("shellcheck", args...).CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}

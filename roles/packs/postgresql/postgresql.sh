@@ -21,6 +21,9 @@
 #   PG_CLUSTER_OWNER   system user running the cluster (default postgres)
 #   PG_CLUSTER_LOG     server log when not started by pg_ctlcluster
 
+# The PG_* variables set here are read by the scripts that source this file.
+# shellcheck disable=SC2034
+
 set -eu
 
 log() { printf '%s\n' "$*"; }
@@ -34,11 +37,12 @@ pg_find() {
 		PG_PORT=${PG_CLUSTER_PORT:-5432}
 		PG_SOCKET=${PG_CLUSTER_SOCKET:-/var/run/postgresql}
 		PG_OWNER=${PG_CLUSTER_OWNER:-postgres}
-		PG_VER= PG_NAME=
+		PG_VER='' PG_NAME=''
 		return 0
 	fi
 	command -v pg_lsclusters >/dev/null 2>&1 || die "pg_lsclusters not found: is PostgreSQL installed?"
 	# -h: no header. Fields: version cluster port status owner datadir log.
+	# shellcheck disable=SC2046 # split into fields on purpose
 	set -- $(pg_lsclusters -h | head -n 1)
 	[ $# -ge 6 ] || die "no PostgreSQL cluster found (pg_lsclusters lists none)"
 	PG_VER=$1 PG_NAME=$2 PG_PORT=$3 PG_OWNER=$5 PG_DATA=$6
@@ -138,7 +142,7 @@ ensure_login_role() {
 	{
 		printf "SELECT 'CREATE ROLE %s' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s')\\\\gexec\n" "$name" "$name"
 		printf 'ALTER ROLE %s WITH LOGIN %s PASSWORD %s;\n' "$name" "${3:-}" "$(sql_literal "$2")"
-	} | psql_in
+	} | psql_in postgres
 }
 
 # ensure_database NAME [OWNER]
@@ -146,7 +150,7 @@ ensure_database() {
 	db=$(sql_ident "$1")
 	owner=${2:+ OWNER $(sql_ident "$2")}
 	printf "SELECT 'CREATE DATABASE %s%s' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '%s')\\\\gexec\n" \
-		"$db" "$owner" "$db" | psql_in
+		"$db" "$owner" "$db" | psql_in postgres
 }
 
 # self_ip: this VM's address (OneGate's view, else ETH0_IP).
