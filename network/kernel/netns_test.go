@@ -345,3 +345,8 @@ func mustNet(s string) *netlink.Addr {
 }
 
 func mustAddr(s string) *netlink.Addr { return mustNet(s) }
+
+func ctxOneGate(ctx *settings.Context) netip.Addr {
+	a, _ := ctx.OneGate.LinkLocalAddr()
+	return a
+}
