@@ -166,6 +166,7 @@ type Alias struct {
 var (
 	nicMACName   = regexp.MustCompile(`^(ETH([0-9]+))_MAC$`)
 	aliasMACName = regexp.MustCompile(`^(ETH[0-9]+_ALIAS[0-9]+)_MAC$`)
+	pciMACName   = regexp.MustCompile(`^PCI[0-9]+_MAC$`)
 )
 
 func (b *builder) network() Network {
@@ -174,17 +175,27 @@ func (b *builder) network() Network {
 	n.SearchDomains = b.domainList("SEARCH_DOMAIN")
 	n.NetcfgTypes = b.netcfgTypes()
 	n.NetplanRenderer = b.netplanRenderer()
-	for _, name := range b.vars.Names() { // sorted: one-context's lexical order
-		m := nicMACName.FindStringSubmatch(name)
-		if m == nil {
-			continue
+	// one-context sorts the NIC names (ETH0 ETH1 ETH10 ETH2), not the
+	// variable names (where ETH10_MAC sorts before ETH1_MAC).
+	var ids []string
+	for _, name := range b.vars.Names() {
+		if m := nicMACName.FindStringSubmatch(name); m != nil {
+			ids = append(ids, m[1])
 		}
-		idx, _ := strconv.Atoi(m[2])
-		if nic, ok := b.nic(m[1], idx); ok {
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		idx, _ := strconv.Atoi(strings.TrimPrefix(id, "ETH"))
+		if nic, ok := b.nic(id, idx); ok {
 			n.NICs = append(n.NICs, nic)
 		}
 	}
 	b.checkDuplicateMACs(n.NICs)
+	for _, name := range b.vars.Names() {
+		if pciMACName.MatchString(name) {
+			b.problem(name, "PCI passthrough NICs are not configured by one-contextd yet; the NIC is left alone")
+		}
+	}
 	return n
 }
 
@@ -228,6 +239,9 @@ func (b *builder) ipv4(id string) IPv4 {
 		v.Method = Skip4
 	}
 	v.Metric = b.metric(id + "_METRIC")
+	if v.Method == DHCP4 && b.trimmed(id+"_GATEWAY") != "" {
+		b.problem(id+"_GATEWAY", "ignored: the gateway of a DHCP NIC comes from DHCP")
+	}
 	if v.Method != Static4 {
 		return v
 	}
