@@ -36,7 +36,7 @@ type fixedSource struct{ svc *roles.Service }
 
 func (f fixedSource) Service(context.Context) (*roles.Service, error) { return f.svc, nil }
 
-func must(t *testing.T, name string, args ...string) string {
+func must(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -46,7 +46,7 @@ func must(t *testing.T, name string, args ...string) string {
 }
 
 // netnsPair makes two namespaces joined by a veth pair, 10.99.0.1 and .2.
-func netnsPair(t *testing.T) (string, string) {
+func netnsPair(t testing.TB) (string, string) {
 	t.Helper()
 	tag := strconv.Itoa(os.Getpid() % 100000)
 	a, b := "ocpg-m-"+tag, "ocpg-r-"+tag
@@ -79,7 +79,7 @@ func (c *cluster) env() []string {
 	}
 }
 
-func (c *cluster) psql(t *testing.T, db, sql string) string {
+func (c *cluster) psql(t testing.TB, db, sql string) string {
 	t.Helper()
 	out, err := c.tryPsql(db, sql)
 	if err != nil {
@@ -99,7 +99,7 @@ func (c *cluster) tryPsql(db, sql string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func newCluster(t *testing.T, bin, dir, ns string, port int, pgUID, pgGID int) *cluster {
+func newCluster(t testing.TB, bin, dir, ns string, port int, pgUID, pgGID int) *cluster {
 	t.Helper()
 	c := &cluster{dir: dir, conf: filepath.Join(dir, "conf"), data: filepath.Join(dir, "data"), sock: filepath.Join(dir, "sock"), bin: bin, port: port, ns: ns}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -127,14 +127,18 @@ func newCluster(t *testing.T, bin, dir, ns string, port int, pgUID, pgGID int) *
 	}
 	_, _ = f.WriteString(extra)
 	f.Close()
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "exec", ns, "runuser", "-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), "-D", c.conf, "stop", "-m", "immediate").Run()
-	})
+	t.Cleanup(c.stop)
 	return c
 }
 
+// stop ends the server, if running. pg_ctl signals the postmaster by pid,
+// so it works from outside the namespace, even one already deleted.
+func (c *cluster) stop() {
+	_ = exec.Command("runuser", "-u", "postgres", "--", filepath.Join(c.bin, "pg_ctl"), "-D", c.conf, "stop", "-m", "immediate").Run()
+}
+
 // node is one VM: a root with the pack installed, its context, its cluster.
-func node(t *testing.T, dir, contextSh string, c *cluster, svc *roles.Service) roles.Input {
+func node(t testing.TB, dir, contextSh string, c *cluster, svc *roles.Service) roles.Input {
 	t.Helper()
 	rootDir, medium := filepath.Join(dir, "root"), filepath.Join(dir, "medium")
 	for _, d := range []string{filepath.Join(rootDir, roles.ImageDir), medium} {
@@ -158,7 +162,7 @@ func node(t *testing.T, dir, contextSh string, c *cluster, svc *roles.Service) r
 	}
 }
 
-func postgresBin(t *testing.T) string {
+func postgresBin(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces and running PostgreSQL as the postgres user")
@@ -326,5 +330,56 @@ func TestShellcheck(t *testing.T) {
 	args := append([]string{"-s", "sh", "-x", "-P", "SCRIPTDIR"}, files...)
 	if out, err := exec.Command("shellcheck", args...).CombinedOutput(); err != nil {
 		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}
+
+// BenchmarkPostgreSQLPair measures, from an empty pair of VMs (fresh
+// clusters and namespaces each time), the time until the master and replica
+// roles are applied and a row written on the master is read on the replica.
+func BenchmarkPostgreSQLPair(b *testing.B) {
+	bin := postgresBin(b)
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		b.Skip("no postgres system user")
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		base := b.TempDir()
+		for d := base; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+			_ = os.Chmod(d, 0o755)
+		}
+		nsM, nsR := netnsPair(b)
+		port := 20000 + (os.Getpid()+3*i+11)%20000
+		master := newCluster(b, bin, filepath.Join(base, "master"), nsM, port, uid, gid)
+		replica := newCluster(b, bin, filepath.Join(base, "replica"), nsR, port+1, uid, gid)
+		svc := &roles.Service{ID: "7", Roles: []roles.Role{
+			{Name: "master", Nodes: []roles.Node{{VMID: "10", IPs: []string{"10.99.0.1"}, Ready: true}}},
+			{Name: "replica", Nodes: []roles.Node{{VMID: "11", IPs: []string{"10.99.0.2"}}}},
+		}}
+		common := "REPLICATION_PASSWORD='bench-pass'\n"
+		inM := node(b, filepath.Join(base, "vm-m"), common+"ROLE='master'\nVMID='10'\n", master, svc)
+		inR := node(b, filepath.Join(base, "vm-r"), common+"ROLE='replica'\nVMID='11'\nMASTER_PORT='"+strconv.Itoa(port)+"'\n", replica, svc)
+		b.StartTimer()
+		for _, in := range []roles.Input{inM, inR} {
+			r, _ := engine.NewTestRecorder()
+			if err := roles.Apply(context.Background(), r, in); err != nil {
+				b.Fatal(err)
+			}
+		}
+		master.psql(b, "postgres", "CREATE TABLE IF NOT EXISTS bench (v int); INSERT INTO bench VALUES (1);")
+		for {
+			if v, err := replica.tryPsql("postgres", "SELECT count(*) FROM bench;"); err == nil && v == "1" {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.StopTimer()
+		master.stop()
+		replica.stop()
+		for _, ns := range []string{nsM, nsR} {
+			_ = exec.Command("ip", "netns", "delete", ns).Run()
+		}
 	}
 }
