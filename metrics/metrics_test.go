@@ -48,7 +48,9 @@ func fakeProc(t *testing.T) (string, func(context.Context, time.Duration) error)
 	}
 }
 
-func fakeStatfs(string) (DiskStats, error) { return DiskStats{Blocks: 1000, Free: 300, Avail: 250}, nil }
+func fakeStatfs(string) (DiskStats, error) {
+	return DiskStats{Blocks: 1000, Free: 300, Avail: 250}, nil
+}
 
 func TestCollectOnFakeProc(t *testing.T) {
 	proc, sleep := fakeProc(t)
