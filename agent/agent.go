@@ -17,6 +17,7 @@ import (
 	"one-contextd/context/shvars"
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/network/kernel"
 	"one-contextd/runner"
 	"one-contextd/secret"
 	"one-contextd/state"
@@ -44,6 +45,9 @@ type Options struct {
 	Run      runner.Runner
 	Version  string
 	Clock    func() time.Time
+	// Netlink is the kernel the network step configures; nil: the current
+	// network namespace.
+	Netlink kernel.Netlink
 	// ReadHost reads files of the running system that are not under the
 	// root (boot_id); nil: os.ReadFile.
 	ReadHost func(string) ([]byte, error)

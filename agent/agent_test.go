@@ -16,7 +16,9 @@ import (
 
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/internal/netnstest"
 	"one-contextd/logging"
+	"one-contextd/network/kernel"
 	"one-contextd/secret"
 	"one-contextd/state"
 )
@@ -25,6 +27,7 @@ import (
 // file, the journal and the console.
 type harness struct {
 	t       *testing.T
+	netlink kernel.Netlink
 	rootDir string
 	root    *fsroot.Root
 	console bytes.Buffer
@@ -35,6 +38,13 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{t: t, rootDir: t.TempDir()}
+	// The network step works in a throw-away namespace, never the host's;
+	// without root there is none, and a test that needs it is skipped.
+	if os.Geteuid() == 0 {
+		h.netlink = netnstest.New(t).Handle
+	} else {
+		h.netlink = readOnlyNetlink{}
+	}
 	r, err := fsroot.New(h.rootDir)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +83,7 @@ func (h *harness) run(src, stage string) *engine.Record {
 		h.t.Fatal(err)
 	}
 	defer log.Close()
-	return Run(context.Background(), Options{Root: h.root, Source: src, Stage: stage, Log: log.Logger, Scrubber: scrub,
+	return Run(context.Background(), Options{Root: h.root, Source: src, Stage: stage, Log: log.Logger, Scrubber: scrub, Netlink: h.netlink,
 		Version: "test", ReadHost: func(string) ([]byte, error) { return []byte("boot-1\n"), nil }})
 }
 

@@ -14,6 +14,7 @@ import (
 	"one-contextd/engine"
 	"one-contextd/fsroot"
 	"one-contextd/guest/users"
+	"one-contextd/network"
 	"one-contextd/scripts"
 	"one-contextd/secret"
 	"one-contextd/state"
@@ -47,6 +48,8 @@ func (s *session) commonSteps() []engine.Step {
 
 func (s *session) localSteps() []engine.Step {
 	return []engine.Step{
+		// Network files are in place before the network manager starts.
+		{Name: "network", Needs: []string{stepContext}, Run: s.network},
 		{Name: "users", Needs: []string{stepContext}, Run: s.users},
 		{Name: "env-file", Needs: []string{stepContext}, Run: s.writeEnvFile},
 	}
@@ -248,5 +251,12 @@ func (s *session) scripts(ctx context.Context, r *engine.Recorder) error {
 	return scripts.Apply(ctx, r, scripts.Input{
 		Context: s.ctx, Root: s.opt.Root, Run: s.opt.Run, Scrubber: s.opt.Scrubber,
 		MediumDir: s.opt.Root.HostPath(mediumDir()), RuntimeDir: RuntimeDir, ContextFile: EnvFile,
+	})
+}
+
+func (s *session) network(ctx context.Context, r *engine.Recorder) error {
+	return network.Apply(ctx, r, network.Input{
+		Settings: s.ctx.Network, OneGate: s.ctx.OneGate, Root: s.opt.Root, Run: s.opt.Run, Netlink: s.opt.Netlink,
+		NetcfgType: s.opt.Netcfg, Changed: s.change != state.Unchanged, Domain: s.ctx.Identity.Domain(),
 	})
 }

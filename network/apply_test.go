@@ -11,7 +11,7 @@ import (
 	"one-contextd/context/shvars"
 	"one-contextd/engine"
 	"one-contextd/fsroot"
-	"one-contextd/network/internal/netnstest"
+	"one-contextd/internal/netnstest"
 	"one-contextd/network/render"
 	"one-contextd/runner"
 )

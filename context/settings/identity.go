@@ -19,6 +19,15 @@ type Identity struct {
 	EC2Hostname bool
 }
 
+// Domain is the part of Hostname after the first dot ("" when none), which
+// one-context puts on resolv.conf's domain line.
+func (id Identity) Domain() string {
+	if i := strings.IndexByte(id.Hostname, '.'); i >= 0 {
+		return strings.TrimSuffix(id.Hostname[i+1:], ".")
+	}
+	return ""
+}
+
 var badHostChar = regexp.MustCompile(`[^-a-zA-Z0-9.]`)
 
 func (b *builder) identity() Identity {

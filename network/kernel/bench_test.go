@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"one-contextd/network/internal/netnstest"
+	"one-contextd/internal/netnstest"
 	"one-contextd/network/kernel"
 	"one-contextd/network/model"
 )

@@ -12,7 +12,7 @@ import (
 
 	"one-contextd/context/settings"
 	"one-contextd/context/shvars"
-	"one-contextd/network/internal/netnstest"
+	"one-contextd/internal/netnstest"
 	"one-contextd/network/kernel"
 	"one-contextd/network/model"
 )
