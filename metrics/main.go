@@ -24,6 +24,10 @@ import (
 // anyway.
 var pushRetry = onegate.RetryPolicy{MaxAttempts: 3, Initial: time.Second, Max: 4 * time.Second}
 
+// pushTimeout bounds the push, tries included, well inside the unit's
+// TimeoutStartSec.
+const pushTimeout = time.Minute
+
 // Main is `one-contextd metrics [--root DIR] [--dir DIR] [--dry-run]`:
 // collect the metrics and push them in one PUT /vm (--dry-run prints them
 // instead). Exit 0: pushed (or printed); 1: not pushed; 2: usage.
@@ -93,7 +97,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "metrics: nothing to push")
 		return 1
 	}
-	if err := Push(ctx, env, all); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	if err := Push(pctx, env, all); err != nil {
 		fmt.Fprintf(stderr, "metrics: %s\n", scrub(err.Error()))
 		return 1
 	}

@@ -15,6 +15,7 @@ import (
 	"one-contextd/onegate/fakegate"
 	"one-contextd/report"
 	"one-contextd/runner"
+	"one-contextd/secret"
 )
 
 func writeFile(t *testing.T, p, data string, mode os.FileMode) {
@@ -266,5 +267,33 @@ func TestMainWithoutEnvFile(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := Main([]string{"--root", t.TempDir()}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "one_env") {
 		t.Errorf("Main = %d, %q", code, &errOut)
+	}
+}
+
+// BenchmarkCollectAndPush is one timer run in-process: the built-in
+// collectors on fake proc files and one PUT /vm to a loopback fake.
+func BenchmarkCollectAndPush(b *testing.B) {
+	g := fakegate.Start(b)
+	const token = "bench-token"
+	if err := g.AddVM(41, "vm", token); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	for name, data := range map[string]string{"stat": statA, "loadavg": loadavg, "meminfo": meminfo} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sys := System{Proc: dir, Disk: dir, Sleep: func(context.Context, time.Duration) error { return nil }}
+	env := report.Env{Endpoint: g.URL, VMID: "41", Token: secret.New(token)}
+	ctx := context.Background()
+	for b.Loop() {
+		m, err := sys.Collect(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := Push(ctx, env, m); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
