@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkBootSystemd boots the systemd image b.N times (each on a fresh
+// overlay, same context) and reports power-on→READY-at-OneGate min, median
+// and max, and the agent units' medians: wall time (systemd's timestamps),
+// CPU and peak memory (their cgroups). The manager comes from
+// ONE_CONTEXTD_BENCH_NM (ifupdown, networkd, nm; default ifupdown).
+// Run it with packaging/bench-boot.sh N (make bench-boot).
+func BenchmarkBootSystemd(b *testing.B) {
+	need(b, "qemu-system-x86_64", "qemu-img", "xorriso", "socat", "mmdebstrap", "mkfs.ext4", "dpkg-deb")
+	nm := os.Getenv("ONE_CONTEXTD_BENCH_NM")
+	if nm == "" {
+		nm = "ifupdown"
+	}
+	image, _, _ := lab.systemdImage(b, nm)
+	iso := contextISO(b, systemdContext("bench"), nil)
+	var ready, wall, cpu []time.Duration
+	var peak []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		g, port := gate(b)
+		disk := filepath.Join(b.TempDir(), "run.qcow2")
+		if _, err := run(time.Minute, "", "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", disk); err != nil {
+			b.Fatal(err)
+		}
+		w := watchReady(g)
+		b.StartTimer()
+		bt := systemdBoot(b, nm, iso, port, disk)
+		b.StopTimer()
+		at, ok := w.when()
+		if !ok {
+			bt.fail(b, "boot %d: READY never reached OneGate", i)
+			continue
+		}
+		ready = append(ready, at.Sub(bt.Started))
+		var unitsWall, unitsCPU time.Duration
+		var unitsPeak float64
+		for name, u := range usage(bt) {
+			if name == "one-contextd-local.service" || name == "one-contextd.service" {
+				unitsWall += u.Duration
+				unitsCPU += u.CPU
+				if u.PeakMiB > unitsPeak {
+					unitsPeak = u.PeakMiB
+				}
+			}
+		}
+		wall, cpu, peak = append(wall, unitsWall), append(cpu, unitsCPU), append(peak, unitsPeak)
+		b.Logf("boot %d (%s): READY %s, powered off %s, agent units %s wall %s CPU %.1f MiB peak",
+			i, nm, fmtDur(ready[len(ready)-1]), fmtDur(bt.Wall), fmtDur(unitsWall), fmtDur(unitsCPU), unitsPeak)
+		b.StartTimer()
+	}
+	if len(ready) == 0 {
+		return
+	}
+	lo, hi := ready[0], ready[0]
+	for _, d := range ready {
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	b.ReportMetric(lo.Seconds(), "ready-min-s")
+	b.ReportMetric(median(ready).Seconds(), "ready-median-s")
+	b.ReportMetric(hi.Seconds(), "ready-max-s")
+	b.ReportMetric(median(wall).Seconds()*1000, "units-wall-ms")
+	b.ReportMetric(median(cpu).Seconds()*1000, "units-cpu-ms")
+	maxPeak := 0.0
+	for _, p := range peak {
+		maxPeak = max(maxPeak, p)
+	}
+	b.ReportMetric(maxPeak, "units-peak-MiB")
+}

@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2e e2e@host"
+
+func systemdContext(hostname string) string {
+	return baseContext + "ONEGATE_TOKEN='" + vmToken + "'\nSET_HOSTNAME='" + hostname + "'\n" +
+		"USERNAME='e2euser'\nSSH_PUBLIC_KEY='" + sshKey + "'\nETH0_DNS='10.0.2.3'\n"
+}
+
+// systemdBoot boots the image of network manager nm once on a fresh overlay
+// of its disk, with the given context.
+func systemdBoot(t testing.TB, nm, contextISOPath, port string, overlay string) *boot {
+	t.Helper()
+	image, kernel, initrd := lab.systemdImage(t, nm)
+	if overlay == "" {
+		overlay = filepath.Join(t.TempDir(), "run.qcow2")
+		if _, err := run(time.Minute, "", "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", overlay); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bootVM(t, vmSpec{
+		Kernel: kernel, Initrd: initrd, Append: "root=/dev/vda rw console=ttyS0 panic=-1 quiet",
+		Disk: overlay, ISO: contextISOPath, GatePort: port, SMP: 2, MemMiB: 1024, Timeout: 6 * time.Minute,
+	})
+}
+
+// TestSystemdBoot boots a Debian 12 image with the .deb installed, once
+// per network manager, and checks from the serial console and the fake
+// OneGate that the context was applied, survives a restart of the manager,
+// and that READY arrived. The same disk then boots again with a changed
+// context (reconfigured) and a third time with the same one (no changes).
+func TestSystemdBoot(t *testing.T) {
+	need(t, "qemu-system-x86_64", "qemu-img", "xorriso", "socat", "mmdebstrap", "mkfs.ext4", "dpkg-deb")
+	for _, nm := range []string{"ifupdown", "networkd"} {
+		t.Run(nm, func(t *testing.T) {
+			g, port := gate(t)
+			image, _, _ := lab.systemdImage(t, nm)
+			disk := filepath.Join(t.TempDir(), "run.qcow2")
+			if _, err := run(time.Minute, "", "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", disk); err != nil {
+				t.Fatal(err)
+			}
+
+			ready := watchReady(g)
+			b := systemdBoot(t, nm, contextISO(t, systemdContext("e2e-"+nm), nil), port, disk)
+			at, ok := ready.when()
+			if !ok {
+				b.fail(t, "READY=YES never reached the fake OneGate")
+			} else {
+				t.Logf("boot 1: READY at OneGate %.2fs after qemu start, powered off at %.2fs", at.Sub(b.Started).Seconds(), b.Wall.Seconds())
+			}
+			checkUnits(t, b)
+			b.wantLine(t, "E2E-HOSTNAME=", "e2e-"+nm)
+			b.wantLine(t, "E2E-ADDR ", "inet 10.0.2.15/24")
+			b.wantLine(t, "E2E-ROUTE4 ", "default via 10.0.2.2")
+			b.wantLine(t, "E2E-AFTER-ADDR ", "inet 10.0.2.15/24")
+			b.wantLine(t, "E2E-AFTER-ROUTE4 ", "default via 10.0.2.2")
+			b.wantLine(t, "E2E-PASSWD ", "e2euser:")
+			b.wantLine(t, "E2E-KEYS /home/e2euser: ", sshKey)
+			b.wantLine(t, "E2E-RESTARTED ", "rc=0")
+			b.wantLine(t, "E2E-UDEV ", "one-contextd-reconfigure.service")
+			if m := b.marked("E2E-UDEVD "); len(m) > 0 {
+				b.fail(t, "udevd complained about the rules: %q", m)
+			}
+			logUsage(t, b)
+
+			// Second boot, same disk, changed context: reconfigured.
+			b2 := systemdBoot(t, nm, contextISO(t, systemdContext("changed-"+nm), nil), port, disk)
+			checkUnits(t, b2)
+			b2.wantLine(t, "E2E-HOSTNAME=", "changed-"+nm)
+			b2.wantLine(t, "E2E-ADDR ", "inet 10.0.2.15/24")
+			// Third boot, same context: the agent changes nothing.
+			b3 := systemdBoot(t, nm, contextISO(t, systemdContext("changed-"+nm), nil), port, disk)
+			checkUnits(t, b3)
+			b3.wantLine(t, "E2E-HOSTNAME=", "changed-"+nm)
+			if n := changesIn(b3); n != 0 {
+				b3.fail(t, "third boot with an unchanged context made %d changes", n)
+			}
+		})
+	}
+}
+
+// checkUnits wants both boot stages active and successful.
+func checkUnits(t testing.TB, b *boot) {
+	t.Helper()
+	for _, u := range []string{"one-contextd-local.service", "one-contextd.service"} {
+		line := ""
+		for _, l := range b.marked("E2E-UNIT ") {
+			if strings.HasPrefix(l, u+" ") {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "ActiveState=active") || !strings.Contains(line, "Result=success") || !strings.Contains(line, "UnitFileState=enabled") {
+			b.fail(t, "%s not enabled, active and successful: %q", u, line)
+		}
+	}
+}
+
+// changesIn counts the "changes" the agent's status reports, as JSON lines
+// `"changes": [` followed by entries, in the E2E-STATUS dump.
+func changesIn(b *boot) int {
+	n, in := 0, false
+	for _, l := range b.marked("E2E-STATUS") {
+		switch {
+		case strings.HasPrefix(l, `"changes": [`):
+			in = !strings.HasSuffix(l, "]") && !strings.HasSuffix(l, "],")
+		case in && (l == "]" || l == "],"):
+			in = false
+		case in:
+			n++
+		}
+	}
+	return n
+}
+
+type unitUsage struct {
+	Duration time.Duration // the agent process's run time (systemd's ExecMain timestamps)
+	PeakMiB  float64       // the unit cgroup's memory.peak, read in ExecStartPost
+	CPU      time.Duration // systemd's CPUUsageNSec
+}
+
+var (
+	reStart = regexp.MustCompile(`ExecMainStartTimestampMonotonic=(\d+)`)
+	reExit  = regexp.MustCompile(`ExecMainExitTimestampMonotonic=(\d+)`)
+	reCPU   = regexp.MustCompile(`CPUUsageNSec=(\d+)`)
+	rePeak  = regexp.MustCompile(`peak_bytes=(\d+)`)
+)
+
+// usage reads each boot unit's duration (systemd) and peak memory and CPU
+// (its cgroup, see packaging/vm/guest-usage.sh) from the console.
+func usage(b *boot) map[string]unitUsage {
+	out := map[string]unitUsage{}
+	for _, l := range b.marked("E2E-UNIT ") {
+		name, rest, _ := strings.Cut(l, " ")
+		u := out[name]
+		s, e := reStart.FindStringSubmatch(rest), reExit.FindStringSubmatch(rest)
+		if s != nil && e != nil {
+			start, _ := strconv.ParseInt(s[1], 10, 64)
+			end, _ := strconv.ParseInt(e[1], 10, 64)
+			u.Duration = time.Duration(end-start) * time.Microsecond
+		}
+		if m := reCPU.FindStringSubmatch(rest); m != nil {
+			ns, _ := strconv.ParseInt(m[1], 10, 64)
+			u.CPU = time.Duration(ns)
+		}
+		out[name] = u
+	}
+	for _, l := range b.marked("E2E-USAGE ") {
+		name, rest, _ := strings.Cut(l, " ")
+		u := out[name]
+		if m := rePeak.FindStringSubmatch(rest); m != nil {
+			peak, _ := strconv.ParseFloat(m[1], 64)
+			u.PeakMiB = peak / (1 << 20)
+		}
+		out[name] = u
+	}
+	return out
+}
+
+func logUsage(t testing.TB, b *boot) {
+	t.Helper()
+	for name, u := range usage(b) {
+		if strings.HasSuffix(name, ".service") {
+			t.Logf("%s: %v wall, %v CPU, %.1f MiB peak", name, u.Duration.Round(time.Millisecond), u.CPU.Round(time.Millisecond), u.PeakMiB)
+		}
+	}
+	for _, l := range b.marked("E2E-ANALYZE ") {
+		t.Logf("systemd-analyze: %s", l)
+	}
+}
+
+// fmtDur formats durations for benchmark output.
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }

@@ -1,0 +1,261 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"one-contextd/onegate/fakegate"
+)
+
+// Guest addresses under slirp: the guest is 10.0.2.15, OneGate is
+// 10.0.2.100:5030, forwarded to the fake gate on host loopback.
+const (
+	guestMAC   = "52:54:00:12:34:56"
+	gateInside = "http://10.0.2.100:5030"
+	vmID       = 42
+	vmToken    = "e2e-token-Secret"
+)
+
+// gate starts the fake OneGate for one boot with the test VM in it.
+func gate(t testing.TB) (*fakegate.Server, string) {
+	t.Helper()
+	g := fakegate.Start(t)
+	if err := g.AddVM(vmID, "e2e-vm", vmToken, "10.0.2.15"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(g.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, u.Port()
+}
+
+// contextISO writes context.sh (and the extra files) into an ISO labelled
+// CONTEXT with Joliet and Rock Ridge, as oned makes it.
+func contextISO(t testing.TB, contextSh string, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "ctx")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files = mergeFiles(files, map[string]string{"context.sh": contextSh})
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	iso := filepath.Join(dir, "context.iso")
+	if _, err := run(time.Minute, dir, "xorriso", "-as", "mkisofs", "-quiet", "-V", "CONTEXT", "-J", "-R", "-o", iso, src); err != nil {
+		t.Fatal(err)
+	}
+	return iso
+}
+
+func mergeFiles(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+// vmSpec is one qemu boot.
+type vmSpec struct {
+	Kernel, Initrd, Append string
+	Disk                   string // qcow2 overlay, virtio; "" for none
+	ISO                    string
+	GatePort               string
+	SMP, MemMiB            int
+	Timeout                time.Duration
+	// Watch, when set, is called with every serial line as it arrives.
+	Watch func(line string)
+}
+
+// boot is the outcome of one boot: the serial console and timings.
+type boot struct {
+	Serial   []string
+	Wall     time.Duration
+	Started  time.Time
+	LogPath  string
+	ExitErr  error
+	TimedOut bool
+	shown    bool // the serial tail was printed once already
+}
+
+// bootVM runs qemu under TCG (KVM here is nested PVM and cannot run these
+// guests, see shared/research/vm-lab.md) until the guest powers off.
+func bootVM(t testing.TB, spec vmSpec) *boot {
+	t.Helper()
+	if spec.SMP == 0 {
+		spec.SMP = 1
+	}
+	if spec.MemMiB == 0 {
+		spec.MemMiB = 512
+	}
+	if spec.Timeout == 0 {
+		spec.Timeout = 3 * time.Minute
+	}
+	args := []string{
+		"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", fmt.Sprint(spec.SMP), "-m", fmt.Sprint(spec.MemMiB),
+		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+		"-kernel", spec.Kernel, "-initrd", spec.Initrd, "-append", spec.Append,
+		// restrict=on: the guest reaches nothing but the guestfwd target. The
+		// cmd: form runs one socat per connection (a tcp: chardev serves only
+		// the first connection).
+		"-netdev", "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:10.0.2.100:5030-cmd:socat - TCP:127.0.0.1:" + spec.GatePort,
+		"-device", "virtio-net-pci,netdev=n0,mac=" + guestMAC,
+		"-device", "virtio-scsi-pci,id=scsi0",
+	}
+	if spec.Disk != "" {
+		args = append(args, "-drive", "file="+spec.Disk+",if=virtio,format=qcow2")
+	}
+	if spec.ISO != "" {
+		args = append(args, "-drive", "file="+spec.ISO+",if=none,id=cd0,media=cdrom,readonly=on",
+			"-device", "scsi-cd,bus=scsi0.0,drive=cd0")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), spec.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	logPath := filepath.Join(t.TempDir(), "serial.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	b := &boot{LogPath: logPath, Started: time.Now()}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		b.Serial = append(b.Serial, line)
+		fmt.Fprintln(logf, line)
+		if spec.Watch != nil {
+			spec.Watch(line)
+		}
+	}
+	b.ExitErr = cmd.Wait()
+	b.Wall = time.Since(b.Started)
+	b.TimedOut = ctx.Err() != nil
+	if b.TimedOut {
+		t.Errorf("qemu did not power off within %v; serial tail:\n%s", spec.Timeout, strings.Join(lastLines(b.Serial, 60), "\n"))
+	}
+	return b
+}
+
+func lastLines(lines []string, n int) []string {
+	if len(lines) > n {
+		return lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// marked returns the rest of every serial line that starts with prefix
+// (kernel messages can share a line, so the prefix may follow them).
+func (b *boot) marked(prefix string) []string {
+	var out []string
+	for _, l := range b.Serial {
+		if i := strings.Index(l, prefix); i >= 0 {
+			out = append(out, strings.TrimSpace(l[i+len(prefix):]))
+		}
+	}
+	return out
+}
+
+func (b *boot) first(prefix string) string {
+	if m := b.marked(prefix); len(m) > 0 {
+		return m[0]
+	}
+	return ""
+}
+
+// fail reports a failed check with the serial console's tail.
+func (b *boot) fail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if b.shown {
+		t.Errorf(format, args...)
+		return
+	}
+	b.shown = true
+	t.Errorf(format+"\nserial log %s, tail:\n%s", append(args, b.LogPath, strings.Join(lastLines(b.Serial, 40), "\n"))...)
+}
+
+func (b *boot) wantLine(t testing.TB, prefix, contains string) {
+	t.Helper()
+	for _, l := range b.marked(prefix) {
+		if strings.Contains(l, contains) {
+			return
+		}
+	}
+	b.fail(t, "no %q line contains %q", prefix, contains)
+}
+
+// readyWatch polls the gate for READY=YES from the test VM and records when
+// it first arrived.
+type readyWatch struct {
+	at   chan time.Time
+	stop chan struct{}
+}
+
+func watchReady(g *fakegate.Server) *readyWatch {
+	w := &readyWatch{at: make(chan time.Time, 1), stop: make(chan struct{})}
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+				if v, ok := g.VMAttr(vmID, "READY"); ok && v == "YES" {
+					w.at <- time.Now()
+					return
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// when returns the time READY arrived, or false if it never did.
+func (w *readyWatch) when() (time.Time, bool) {
+	close(w.stop)
+	select {
+	case at := <-w.at:
+		return at, true
+	default:
+		return time.Time{}, false
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

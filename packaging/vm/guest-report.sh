@@ -1,0 +1,48 @@
+#!/bin/sh
+# e2e only: report the guest's state on the serial console once
+# multi-user.target is reached, restart the network manager, report the
+# network again, power off. The host test parses the E2E-* lines.
+exec >/dev/ttyS0 2>&1
+NM=$(cat /etc/e2e-netmgr)
+# This runs as a Type=simple unit of multi-user.target: wait for the boot to
+# finish so that systemd-analyze can tell its times.
+systemctl is-system-running --wait >/dev/null 2>&1
+net() {
+	ip -o addr | sed "s/^/E2E-$1ADDR /"
+	ip -o link | sed "s/^/E2E-$1LINK /"
+	ip route | sed "s/^/E2E-$1ROUTE4 /"
+	ip -6 route | sed "s/^/E2E-$1ROUTE6 /"
+}
+echo "E2E-MULTI-USER $(cut -d' ' -f1 /proc/uptime)"
+echo "E2E-HOSTNAME=$(hostname)"
+net ""
+getent passwd | sed 's/^/E2E-PASSWD /'
+for h in /root /home/*; do
+	[ -f "$h/.ssh/authorized_keys" ] && sed "s|^|E2E-KEYS $h: |" "$h/.ssh/authorized_keys"
+done
+for f in /etc/hosts /etc/resolv.conf; do
+	[ -f "$f" ] && sed "s|^|E2E-FILE $f: |" "$f"
+done
+for u in one-contextd-local.service one-contextd.service one-contextd-report.timer one-contextd-metrics.timer; do
+	echo "E2E-UNIT $u $(systemctl show -p ActiveState -p Result -p UnitFileState -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic -p CPUUsageNSec "$u" | tr '\n' ' ')"
+done
+systemd-analyze 2>&1 | sed 's/^/E2E-ANALYZE /'
+systemd-analyze blame 2>&1 | grep -E 'one-contextd|networking|systemd-networkd|NetworkManager' | sed 's/^/E2E-BLAME /'
+journalctl -b -o short-monotonic --no-pager -u 'one-contextd*' | sed 's/^/E2E-JOURNAL /'
+journalctl -b -o cat --no-pager -u systemd-udevd | grep 65-one-contextd | sed 's/^/E2E-UDEVD /'
+one-contextd status --json 2>&1 | sed 's/^/E2E-STATUS /'
+# udev's view of the rules on the real CONTEXT CD-ROM (udevadm test parses
+# every rules file and lists the RUN commands; it does not run them).
+for d in /sys/class/block/sr*; do
+	[ -e "$d" ] && udevadm test --action=change "$d" 2>&1 | grep -E '65-one-contextd|one-contextd-reconfigure' | sed 's/^/E2E-UDEV /'
+done
+case $NM in
+ifupdown) systemctl restart networking.service ;;
+networkd) systemctl restart systemd-networkd.service && /lib/systemd/systemd-networkd-wait-online --timeout=20 ;;
+nm) systemctl restart NetworkManager.service && nm-online -q -t 20 ;;
+esac
+echo "E2E-RESTARTED $NM rc=$?"
+net "AFTER-"
+echo "E2E-END"
+sync
+systemctl poweroff --no-block
