@@ -17,6 +17,7 @@ import (
 	"one-contextd/context/shvars"
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/guest/hostname"
 	"one-contextd/network/kernel"
 	"one-contextd/runner"
 	"one-contextd/secret"
@@ -28,6 +29,9 @@ const (
 	StageLocal   = "local"   // before the network manager starts
 	StageNetwork = "network" // after the network is online
 	StageAll     = "all"
+	// StageRoles re-reads the context and re-runs the role scripts that
+	// asked for it when the service's membership changed (the timer).
+	StageRoles = "roles"
 )
 
 // RuntimeDir is where the agent keeps what lives for one boot (tmpfs).
@@ -45,6 +49,8 @@ type Options struct {
 	Run      runner.Runner
 	Version  string
 	Clock    func() time.Time
+	// LockWait bounds the wait for another run's lock (0: 120 s; < 0: no lock).
+	LockWait time.Duration
 	// Netlink is the kernel the network step configures; nil: the current
 	// network namespace.
 	Netlink kernel.Netlink
@@ -64,6 +70,8 @@ type session struct {
 	ctx     *settings.Context
 	applied state.Applied
 	change  state.Change
+
+	hostDecision hostname.Decision
 }
 
 // Run runs the stage and returns its record, which is also saved.
@@ -82,6 +90,21 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 	}
 	s := &session{opt: opt}
 	s.rec = s.startRecord()
+	if opt.LockWait >= 0 {
+		wait := opt.LockWait
+		if wait == 0 {
+			wait = lockWait
+		}
+		unlock, err := acquireLock(ctx, opt.Root.HostPath(LockFile), wait)
+		if err != nil {
+			s.rec.Steps = append(s.rec.Steps, engine.StepRecord{Name: "lock", Status: engine.Failed,
+				Start: s.rec.Started, End: opt.Clock(), Error: err.Error()})
+			s.rec.Finished = opt.Clock()
+			opt.Log.Error().Str("event", "step-failed").Str("step", "lock").Msg(err.Error())
+			return s.rec
+		}
+		defer unlock()
+	}
 	defer func() {
 		if s.medium != nil {
 			_ = s.medium.Close()
@@ -98,10 +121,17 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 	if opt.Stage == StageNetwork || opt.Stage == StageAll {
 		eng.Run(ctx, s.rec, s.networkSteps())
 	}
+	if opt.Stage == StageRoles {
+		eng.Run(ctx, s.rec, s.roleSteps())
+	}
 	eng.Run(ctx, s.rec, s.finalSteps())
 
 	s.rec.Finished = opt.Clock()
-	if err := state.SaveRecord(opt.Root, s.rec); err != nil {
+	recFile := state.RecordFile
+	if opt.Stage == StageRoles {
+		recFile = state.RolesRecordFile
+	}
+	if err := state.SaveRecordAs(opt.Root, recFile, s.rec); err != nil {
 		opt.Log.Error().Str("event", "step-failed").Err(err).Msg("run record not saved")
 	}
 	s.logSummary()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"strings"
 
@@ -13,8 +14,16 @@ import (
 	"one-contextd/context/shvars"
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/guest/growfs"
+	"one-contextd/guest/hostname"
+	"one-contextd/guest/hosts"
+	"one-contextd/guest/sshkeys"
+	"one-contextd/guest/timezone"
 	"one-contextd/guest/users"
 	"one-contextd/network"
+	"one-contextd/onegate"
+	"one-contextd/report"
+	"one-contextd/roles"
 	"one-contextd/scripts"
 	"one-contextd/secret"
 	"one-contextd/state"
@@ -50,17 +59,38 @@ func (s *session) localSteps() []engine.Step {
 	return []engine.Step{
 		// Network files are in place before the network manager starts.
 		{Name: "network", Needs: []string{stepContext}, Run: s.network},
+		{Name: "timezone", Needs: []string{stepContext}, Run: s.timezone},
+		// A disk that cannot grow is reported, but does not hold READY back.
+		{Name: "grow-fs", Needs: []string{stepContext}, Optional: true, Run: s.growFS},
 		{Name: "users", Needs: []string{stepContext}, Run: s.users},
+		// Keys go in before sshd starts accepting logins (the local stage
+		// runs before the network is up).
+		{Name: "ssh-keys", Needs: []string{"users"}, Run: s.sshKeys},
 		{Name: "env-file", Needs: []string{stepContext}, Run: s.writeEnvFile},
 	}
 }
 
 func (s *session) networkSteps() []engine.Step {
 	return []engine.Step{
+		{Name: "hostname", Needs: []string{stepContext}, Run: s.hostname},
+		{Name: "hosts", Needs: []string{"hostname"}, Run: s.hosts},
 		{Name: "medium-files", Needs: []string{stepMedium}, Run: s.copyMedium},
 		// Scripts run after network, hostname, users and keys are in
 		// place; they need the medium's files as their working directory.
 		{Name: "scripts", Needs: []string{stepContext, "medium-files"}, Run: s.scripts},
+		// Role scripts come after the user's scripts, which may install
+		// what a role configures.
+		{Name: "roles", Needs: []string{stepContext, "medium-files"}, Run: s.roles},
+		// READY (or what failed) goes to OneGate last, from the record of
+		// every step before it.
+		{Name: "report", Needs: []string{stepContext}, Run: s.report},
+	}
+}
+
+func (s *session) roleSteps() []engine.Step {
+	return []engine.Step{
+		{Name: "medium-files", Needs: []string{stepMedium}, Run: s.copyMedium},
+		{Name: "roles-reconfigure", Needs: []string{stepContext, "medium-files"}, Run: s.rolesReconfigure},
 	}
 }
 
@@ -258,5 +288,87 @@ func (s *session) network(ctx context.Context, r *engine.Recorder) error {
 	return network.Apply(ctx, r, network.Input{
 		Settings: s.ctx.Network, OneGate: s.ctx.OneGate, Root: s.opt.Root, Run: s.opt.Run, Netlink: s.opt.Netlink,
 		NetcfgType: s.opt.Netcfg, Changed: s.change != state.Unchanged, Domain: s.ctx.Identity.Domain(),
+	})
+}
+
+func (s *session) roles(ctx context.Context, r *engine.Recorder) error {
+	return roles.Apply(ctx, r, s.rolesInput(r))
+}
+
+func (s *session) rolesReconfigure(ctx context.Context, r *engine.Recorder) error {
+	return roles.Reconfigure(ctx, r, s.rolesInput(r))
+}
+
+func (s *session) rolesInput(r *engine.Recorder) roles.Input {
+	in := roles.Input{
+		Context: s.ctx, Root: s.opt.Root, Run: s.opt.Run, Scrubber: s.opt.Scrubber,
+		MediumDir: s.opt.Root.HostPath(mediumDir()), RuntimeDir: RuntimeDir, ContextFile: EnvFile,
+	}
+	if c, err := s.gate(r); err == nil {
+		in.Service = roles.OneGate{Client: c}
+	}
+	return in
+}
+
+// gate is the OneGate client of this run; an error when the context does
+// not give one.
+func (s *session) gate(r *engine.Recorder) (*onegate.Client, error) {
+	g := s.ctx.OneGate
+	if !g.Usable() {
+		return nil, errors.New("no OneGate in the context (ONEGATE_ENDPOINT, VMID and a token are needed)")
+	}
+	return onegate.New(onegate.Config{Endpoint: g.Endpoint.String(), Token: g.Token, VMID: g.VMID, Log: r.Log})
+}
+
+func (s *session) timezone(ctx context.Context, r *engine.Recorder) error {
+	return timezone.Apply(ctx, r, timezone.Input{Timezone: s.ctx.System.Timezone, Root: s.opt.Root})
+}
+
+func (s *session) growFS(ctx context.Context, r *engine.Recorder) error {
+	if len(s.ctx.System.Grow) == 0 {
+		return engine.Skip("nothing to grow (GROW_ROOTFS=NO and no GROW_FS)")
+	}
+	if !s.opt.Root.IsReal() {
+		// Growing acts on the disks of the running system; a root other
+		// than / is an image or a test tree whose mounts are not its own.
+		return engine.Skip("the root is not the running system's /; disks are not grown")
+	}
+	return growfs.Apply(ctx, r, growfs.Input{Mounts: s.ctx.System.Grow, Root: s.opt.Root, Run: s.opt.Run})
+}
+
+func (s *session) sshKeys(ctx context.Context, r *engine.Recorder) error {
+	if len(s.ctx.Users.Keys) == 0 {
+		return engine.Skip("no SSH_PUBLIC_KEY")
+	}
+	return sshkeys.Apply(ctx, r, sshkeys.Input{Users: s.ctx.Users, Root: s.opt.Root, Run: s.opt.Run})
+}
+
+func (s *session) hostnameInput() hostname.Input {
+	in := hostname.Input{Identity: s.ctx.Identity, Root: s.opt.Root, Run: s.opt.Run}
+	if s.opt.Root.IsReal() {
+		in.Kernel = hostname.UnixKernel{}
+	}
+	return in
+}
+
+func (s *session) hostname(ctx context.Context, r *engine.Recorder) error {
+	in := s.hostnameInput()
+	d := hostname.Decide(ctx, r, in)
+	s.hostDecision = d
+	if d.Name == "" {
+		return engine.Skip("no SET_HOSTNAME, DNS_HOSTNAME or EC2_HOSTNAME")
+	}
+	return hostname.Set(ctx, r, in, d)
+}
+
+func (s *session) hosts(ctx context.Context, r *engine.Recorder) error {
+	return hosts.Apply(ctx, r, hosts.Input{Root: s.opt.Root, Name: s.hostDecision.Name, IP: s.hostDecision.HostsIP})
+}
+
+func (s *session) report(ctx context.Context, r *engine.Recorder) error {
+	return report.Apply(ctx, r, report.Input{
+		OneGate: s.ctx.OneGate, Record: s.rec, Root: s.opt.Root, Run: s.opt.Run,
+		Env:     scripts.Environment(os.Environ(), s.vars),
+		Version: s.opt.Version, Scrub: s.opt.Scrubber.Scrub, Clock: s.opt.Clock,
 	})
 }

@@ -97,8 +97,12 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	cands, asked := candidates(in, *osr, r)
 	sel, err := Select(in.Root, cands, asked, *osr, links)
 	r.Note("netcfg: %s", sel.Trace)
+	// No manager to persist for still leaves the kernel to configure: the
+	// VM gets its network for this boot, and the step fails so the
+	// operator learns that it will not survive a restart of the network.
+	persistErr := err
 	if err != nil {
-		return fmt.Errorf("network: %w", err)
+		sel.Type = render.None
 	}
 
 	// Files first (they survive a reboot), then the kernel.
@@ -161,6 +165,9 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	}
 	if len(diffs) == 0 {
 		r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
+	}
+	if persistErr != nil {
+		return fmt.Errorf("network: configured in the kernel only, not persisted: %w", persistErr)
 	}
 	return nil
 }

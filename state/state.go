@@ -29,6 +29,9 @@ const Dir = "/var/lib/one-contextd"
 const (
 	ContextFile = Dir + "/context.json"
 	RecordFile  = Dir + "/last-run.json"
+	// RolesRecordFile keeps the timer's role reconfigure runs apart, so
+	// `status` keeps showing the boot.
+	RolesRecordFile = Dir + "/last-roles-run.json"
 )
 
 // Change says how the context relates to the last applied one.
@@ -144,6 +147,11 @@ func LoadRecord(root *fsroot.Root) (*engine.Record, error) {
 // SaveRecord writes the run record atomically.
 func SaveRecord(root *fsroot.Root, r *engine.Record) error {
 	return writeJSON(root, RecordFile, r)
+}
+
+// SaveRecordAs writes a run record to another file of the state directory.
+func SaveRecordAs(root *fsroot.Root, p string, r *engine.Record) error {
+	return writeJSON(root, p, r)
 }
 
 func writeJSON(root *fsroot.Root, p string, v any) error {

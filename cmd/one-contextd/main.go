@@ -33,6 +33,11 @@ func commands() map[string]command {
 		"net":            {"network tools: net render shows the files each network manager would get", cmdNet},
 		"onegate":        {"OpenNebula's onegate command (also when invoked as onegate)", cmdOnegate},
 		"onegate-server": {"run a fake OneGate server (for the demo and tests)", cmdOnegateServer},
+		"reconfigure":    {"run every stage again, serialised with other runs (udev, the reconfigure unit)", cmdReconfigure},
+		"roles":          {"roles reconfigure: re-run role scripts when the service's membership changed (timer)", cmdRoles},
+		"report":         {"report --retry: deliver a queued READY/failure report to OneGate (unit/timer)", cmdReport},
+		"metrics":        {"push CPU, memory, disk and custom metrics to OneGate for OneFlow elasticity (timer)", cmdMetrics},
+		"clean":          {"remove what earlier boots left, so a baked image boots as new", cmdClean},
 	}
 }
 
@@ -103,4 +108,9 @@ func firstLine(err error) string {
 		s = s[:i]
 	}
 	return s
+}
+
+func usageError(stderr io.Writer, cmd, msg string) int {
+	fmt.Fprintf(stderr, "one-contextd %s: %s\n", cmd, msg)
+	return 2
 }

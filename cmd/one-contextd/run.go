@@ -20,10 +20,21 @@ import (
 )
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run")
+	return runStage("run", "", args, stdout, stderr)
+}
+
+// runStage is run, reconfigure and roles reconfigure: fixedStage, when
+// set, replaces the --stage flag.
+func runStage(name, fixedStage string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags(name)
 	root := fs.String("root", "/", "root of the system to configure")
 	src := fs.String("context", "", "context source: ISO image, block device or directory (default: find the CONTEXT device)")
-	stage := fs.String("stage", agent.StageAll, "stage to run: local, network or all")
+	stage := new(string)
+	if fixedStage == "" {
+		fs.StringVar(stage, "stage", agent.StageAll, "stage to run: local, network or all")
+	} else {
+		*stage = fixedStage
+	}
 	netcfg := fs.String("netcfg", "", "network configuration type, overriding NETCFG_TYPE (netplan, networkd, nm, interfaces, none)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the context device to appear")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -32,19 +43,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	switch *stage {
-	case agent.StageLocal, agent.StageNetwork, agent.StageAll:
+	case agent.StageLocal, agent.StageNetwork, agent.StageAll, agent.StageRoles:
 	default:
-		fmt.Fprintf(stderr, "one-contextd run: --stage %q: want local, network or all\n", *stage)
+		fmt.Fprintf(stderr, "one-contextd %s: --stage %q: want local, network or all\n", name, *stage)
 		return 2
 	}
 	lvl, err := zerolog.ParseLevel(*level)
 	if err != nil || lvl == zerolog.NoLevel {
-		fmt.Fprintf(stderr, "one-contextd run: --log-level %q: want debug, info, warn or error\n", *level)
+		fmt.Fprintf(stderr, "one-contextd %s: --log-level %q: want debug, info, warn or error\n", name, *level)
 		return 2
 	}
 	r, err := fsroot.New(*root)
 	if err != nil {
-		fmt.Fprintf(stderr, "one-contextd run: %v\n", err)
+		fmt.Fprintf(stderr, "one-contextd %s: %v\n", name, err)
 		return 2
 	}
 	scrub := &secret.Scrubber{}

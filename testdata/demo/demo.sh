@@ -37,6 +37,10 @@ printf 'demo-token-%s\n' "$$" >"$work/iso/token.txt"
 root="$work/root"
 mkdir -p "$root/etc" "$root/bin" "$root/usr/share/zoneinfo/Europe"
 cp /bin/bash "$root/bin/bash"
+# The image has systemd-networkd: the agent persists the network for it.
+mkdir -p "$root/usr/bin"
+printf '#!/bin/sh\nexit 0\n' >"$root/usr/bin/networkctl"
+chmod 755 "$root/usr/bin/networkctl"
 printf 'root:x:0:0:root:/root:/bin/bash\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 printf 'root:*:19000:0:99999:7:::\n' >"$root/etc/shadow"
@@ -68,9 +72,19 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 
+# The VM's own resolver: nothing answers on the namespace's loopback, so
+# lookups fail at once instead of waiting for this machine's DNS, which the
+# namespace cannot reach. A private mount namespace keeps the bind mount
+# away from this machine.
+printf 'nameserver 127.0.0.1\n' >"$work/resolv.conf"
+vm() {
+	ip netns exec "$ns" unshare --uts --mount --propagation private \
+		bash -c 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' vm "$work/resolv.conf" "$@"
+}
+
 echo "== one-contextd run (first boot)"
 set +e
-ip netns exec "$ns" unshare --uts "$bin" run --root "$root" --context "$work/context.iso" --netcfg networkd --wait 0s
+vm "$bin" run --root "$root" --context "$work/context.iso" --netcfg networkd --wait 0s
 rc=$?
 set -e
 echo
@@ -88,5 +102,5 @@ echo "== what the fake OneGate holds for VM 42"
 ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; printf 'GET /__fake/state HTTP/1.0\r\n\r\n' >&3; cat <&3" | sed -n '/^\r\{0,1\}$/,$p' | tail -n +2 || true
 echo
 echo "== second run, same context: nothing changes"
-ip netns exec "$ns" unshare --uts "$bin" run --root "$root" --context "$work/context.iso" --netcfg networkd --wait 0s 2>&1 | tail -n 1
+vm "$bin" run --root "$root" --context "$work/context.iso" --netcfg networkd --wait 0s 2>&1 | tail -n 1
 exit $rc
