@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"one-contextd/internal/wait"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -262,13 +264,4 @@ func realStatfs(path string) (DiskStats, error) {
 	return DiskStats{Blocks: st.Blocks, Free: st.Bfree, Avail: st.Bavail}, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return wait.Sleep(ctx, d) }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"one-contextd/internal/testenv"
+
 	"one-contextd/network/model"
 	"one-contextd/network/render"
 )
@@ -15,23 +17,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/net")
 
 // repoRoot is the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t testing.TB) string { return testenv.RepoRoot(t) }
 
 type goldenCase struct {
 	name    string

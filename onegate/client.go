@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"one-contextd/internal/wait"
+
 	"github.com/rs/zerolog"
 
 	"one-contextd/secret"
@@ -153,16 +155,7 @@ func proxyFor(r *http.Request, fallback func(*http.Request) (*url.URL, error)) (
 	return fallback(r)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return wait.Sleep(ctx, d) }
 
 // request is one logical call; do turns it into one or more attempts.
 type request struct {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"one-contextd/internal/wait"
+
 	"one-contextd/context/shvars"
 	"one-contextd/fsroot"
 	"one-contextd/onegate"
@@ -225,13 +227,4 @@ func backoff(n int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return wait.Sleep(ctx, d) }

@@ -71,6 +71,8 @@ import (
 	"strings"
 	"time"
 
+	"one-contextd/internal/wait"
+
 	"github.com/spf13/afero"
 
 	"one-contextd/context/settings"
@@ -341,16 +343,7 @@ func (in Input) waitParents(ctx context.Context, r *engine.Recorder, v *View) er
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return wait.Sleep(ctx, d) }
 
 // roleScript is one script of a role.
 type roleScript struct {

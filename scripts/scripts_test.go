@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"one-contextd/internal/testenv"
+
 	"github.com/rs/zerolog"
 
 	"one-contextd/context/settings"
@@ -456,25 +458,4 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func vectorsDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	v := filepath.Join(dir, "..", "shared", "vectors")
-	if _, err := os.Stat(v); err != nil {
-		t.Skipf("shared vectors not found at %s", v)
-	}
-	return v
-}
+func vectorsDir(t *testing.T) string { return testenv.Shared(t, "vectors") }

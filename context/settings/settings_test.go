@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"one-contextd/internal/testenv"
+
 	"one-contextd/context/shvars"
 )
 
@@ -19,25 +21,7 @@ func build(t *testing.T, text string, in Inputs) *Context {
 }
 
 // sharedDir finds ../shared beside the repository.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("shared/ is not beside the repository (%v)", err)
-	}
-	return shared
-}
+func sharedDir(t *testing.T) string { return testenv.Shared(t) }
 
 // Every realistic context oned writes builds without a problem.
 func TestRealisticContextsHaveNoProblems(t *testing.T) {

@@ -10,32 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"one-contextd/internal/testenv"
 )
 
 // sharedDir finds ../shared beside the repository root (the directory that
 // holds go.mod), or skips the test when it is not there.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the package directory; cannot locate ../shared")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(filepath.Join(shared, "vectors")); err != nil {
-		t.Skipf("shared vectors not found at %s (expected beside the repository): %v", shared, err)
-	}
-	return shared
-}
+func sharedDir(t testing.TB) string { return filepath.Dir(testenv.Shared(t, "vectors")) }
 
 func parseVectorFiles(t testing.TB) []string {
 	t.Helper()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"one-contextd/internal/testenv"
+
 	"one-contextd/onegate/fakegate"
 )
 
@@ -16,23 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // fixturesDir finds shared/reference/onegate-fixtures beside the repository.
 func fixturesDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-	fx := filepath.Join(dir, "..", "shared", "reference", "onegate-fixtures")
-	if _, err := os.Stat(fx); err != nil {
-		t.Skipf("shared reference fixtures not found at %s", fx)
-	}
-	return fx
+	return testenv.Shared(t, "reference", "onegate-fixtures")
 }
 
 // gate starts the fixtures' scenario plus a virtual router (VM 51).

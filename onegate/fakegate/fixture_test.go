@@ -12,30 +12,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"one-contextd/internal/testenv"
 )
 
 // fixturesDir finds shared/reference/onegate-fixtures beside the repository.
 func fixturesDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	fx := filepath.Join(dir, "..", "shared", "reference", "onegate-fixtures")
-	if _, err := os.Stat(fx); err != nil {
-		t.Skipf("shared reference fixtures not found at %s", fx)
-	}
-	return fx
+	return testenv.Shared(t, "reference", "onegate-fixtures")
 }
 
 func fixture(t testing.TB, name string) []byte {
