@@ -49,11 +49,26 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	if u.Name == "" {
 		u.Name = "root"
 	}
+	if u.Name == "root" && !passwordWork(u) {
+		// root is never created and never gets the sudo file, so with no
+		// password to set nothing of root's is read: a tree whose
+		// /etc/passwd lacks root or is odd (a container, a rescue image)
+		// is not this step's failure. A sudo file left for an earlier
+		// USERNAME is still removed, as one-context does.
+		removed, err := applySudo(ctx, r, in, u)
+		if err != nil {
+			return err
+		}
+		if !removed {
+			return engine.Skip("nothing to do for root (no password variable, no USERNAME_PASSWORD_RESET)")
+		}
+		return nil
+	}
 	if err := ensureUser(ctx, r, in, u); err != nil {
 		return err
 	}
 	var errs []error
-	if err := applySudo(ctx, r, in, u); err != nil {
+	if _, err := applySudo(ctx, r, in, u); err != nil {
 		errs = append(errs, err)
 	}
 	if err := applyPassword(ctx, r, in, u); err != nil {
@@ -146,29 +161,48 @@ var agentSudoLine = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}\$? ALL=\(ALL\) N
 
 func sudoLine(name string) string { return name + " ALL=(ALL) NOPASSWD:ALL\n" }
 
-func applySudo(ctx context.Context, r *engine.Recorder, in Input, u settings.Users) error {
+// applySudo writes or removes the drop-in; removed reports a removal.
+func applySudo(ctx context.Context, r *engine.Recorder, in Input, u settings.Users) (removed bool, err error) {
+	if !u.Sudo || u.Name == "root" {
+		return removeSudo(r, in)
+	}
+	return false, writeSudo(ctx, r, in, u)
+}
+
+// passwordWork reports whether a password variable or
+// USERNAME_PASSWORD_RESET asks for something.
+func passwordWork(u settings.Users) bool {
+	return u.Password.Kind != settings.NoPassword || u.PasswordReset
+}
+
+func removeSudo(r *engine.Recorder, in Input) (bool, error) {
+	cur, err := in.Root.ReadFile(SudoersPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sudo: %w", err)
+	}
+	created, err := in.Root.Created(SudoersPath)
+	if err != nil {
+		return false, fmt.Errorf("sudo: %w", err)
+	}
+	if !created && !agentSudoLine.Match(cur) {
+		r.Note("sudo: %s holds more than the agent's line; left in place", SudoersPath)
+		return false, nil
+	}
+	if _, err := in.Root.Remove(SudoersPath); err != nil {
+		return false, fmt.Errorf("sudo: %w", err)
+	}
+	r.Change("sudo: removed %s", SudoersPath)
+	return true, nil
+}
+
+func writeSudo(ctx context.Context, r *engine.Recorder, in Input, u settings.Users) error {
 	cur, err := in.Root.ReadFile(SudoersPath)
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("sudo: %w", err)
-	}
-	if !u.Sudo || u.Name == "root" {
-		if !exists {
-			return nil
-		}
-		created, err := in.Root.Created(SudoersPath)
-		if err != nil {
-			return fmt.Errorf("sudo: %w", err)
-		}
-		if !created && !agentSudoLine.Match(cur) {
-			r.Note("sudo: %s holds more than the agent's line; left in place", SudoersPath)
-			return nil
-		}
-		if _, err := in.Root.Remove(SudoersPath); err != nil {
-			return fmt.Errorf("sudo: %w", err)
-		}
-		r.Change("sudo: removed %s", SudoersPath)
-		return nil
 	}
 	want := []byte(sudoLine(u.Name))
 	if exists && string(cur) == string(want) {
@@ -201,7 +235,7 @@ func locked(hash string) bool { return hash == "*" || strings.HasPrefix(hash, "!
 
 func applyPassword(ctx context.Context, r *engine.Recorder, in Input, u settings.Users) error {
 	pw := u.Password
-	if pw.Kind == settings.NoPassword && !u.PasswordReset {
+	if !passwordWork(u) {
 		return nil
 	}
 	cur, ok, err := accounts.ShadowHash(in.Root, u.Name)
