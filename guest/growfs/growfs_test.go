@@ -65,21 +65,8 @@ func statfsSize(t *testing.T, dir string) int64 {
 // device re-read, as a hypervisor's disk resize would.
 func TestGrowLoopDisk(t *testing.T) {
 	need(t, "losetup", "sfdisk", "growpart", "mkfs.ext4", "mkfs.xfs", "resize2fs", "xfs_growfs")
-	img := filepath.Join(t.TempDir(), "disk.img")
-	run(t, nil, "truncate", "-s", "64M", img)
 	layout := "label: gpt\nstart=2048, size=32768, type=linux\nstart=81920, size=40960, type=linux\n"
-	cmd := exec.Command("sfdisk", "--quiet", img)
-	cmd.Stdin = strings.NewReader(layout)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("sfdisk: %v\n%s", err, out)
-	}
-	out, err := exec.Command("losetup", "-P", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Skipf("losetup cannot attach a loop device here: %v: %s", err, out)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
-	devs := partDevs(t, loop, 2)
+	img, loop, devs := loopDisk(t, "64M", layout, 2)
 	p1, p2 := devs[0], devs[1]
 
 	run(t, nil, "mkfs.ext4", "-q", "-F", p1)
@@ -256,5 +243,129 @@ func TestUnescape(t *testing.T) {
 		if got := unescape(in); got != want {
 			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// loopDisk makes a disk image of size with the sfdisk layout, attaches
+// it with its partitions, and returns the image, the loop device and the
+// partitions' device nodes.
+func loopDisk(t *testing.T, size, layout string, parts int) (img, loop string, devs []string) {
+	t.Helper()
+	img = filepath.Join(t.TempDir(), "disk.img")
+	run(t, nil, "truncate", "-s", size, img)
+	cmd := exec.Command("sfdisk", "--quiet", img)
+	cmd.Stdin = strings.NewReader(layout)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	out, err := exec.Command("losetup", "-P", "-f", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Skipf("losetup cannot attach a loop device here: %v: %s", err, out)
+	}
+	loop = strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
+	return img, loop, partDevs(t, loop, parts)
+}
+
+func needBtrfs(t *testing.T) {
+	t.Helper()
+	need(t, "losetup", "sfdisk", "growpart", "mkfs.btrfs", "btrfs")
+	data, err := os.ReadFile("/proc/filesystems")
+	if err != nil || !strings.Contains(string(data), "\tbtrfs\n") {
+		t.Skip("the kernel has no btrfs (not in /proc/filesystems)")
+	}
+}
+
+// TestGrowBtrfsLoopDisk grows a btrfs partition that is the last of its
+// disk after the image was made larger.
+func TestGrowBtrfsLoopDisk(t *testing.T) {
+	needBtrfs(t)
+	img, loop, devs := loopDisk(t, "160M", "label: gpt\nstart=2048, size=258048, type=linux\n", 1)
+	run(t, nil, "mkfs.btrfs", "-q", "-f", devs[0])
+	rootDir := filepath.Join(t.TempDir(), "root")
+	must(t, os.MkdirAll(filepath.Join(rootDir, "srv/data"), 0o755))
+	mp := filepath.Join(rootDir, "srv/data")
+	mountT(t, devs[0], mp, "btrfs")
+	part := filepath.Base(loop) + "p1"
+	s0, f0 := sectors(t, part), statfsSize(t, mp)
+
+	run(t, nil, "truncate", "-s", "416M", img)
+	run(t, nil, "losetup", "-c", loop)
+
+	root, err := fsroot.New(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &guesttest.Recording{}
+	in := Input{Mounts: []string{"/srv/data"}, Root: root, Run: rec}
+	r, sr := engine.NewTestRecorder()
+	if err := Apply(context.Background(), r, in); err != nil {
+		t.Fatalf("apply: %v\nnotes %v", err, sr.Notes)
+	}
+	want := []string{"growpart " + loop + " 1", "btrfs filesystem resize max " + mp}
+	if calls := guesttest.Lines(rec.Calls()); !slices.Equal(calls, want) {
+		t.Errorf("tools:\n%s\nwant\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
+	}
+	s1, f1 := sectors(t, part), statfsSize(t, mp)
+	// GPT keeps 33 sectors for its backup at the end.
+	if s1 < (416<<11)-2048-34-2048 || s1 <= s0 {
+		t.Errorf("partition: %d sectors, was %d", s1, s0)
+	}
+	if f1 < f0+200<<20 {
+		t.Errorf("btrfs did not grow: statfs %d -> %d bytes", f0, f1)
+	}
+	if size, err := FSSize(devs[0], mp, "btrfs"); err != nil || s1*512-size >= MinGrowth {
+		t.Errorf("btrfs device size %d on %d sectors: %v", size, s1, err)
+	}
+	if len(sr.Changes) != 2 {
+		t.Errorf("changes %v, want the partition and the file system", sr.Changes)
+	}
+
+	r, sr = engine.NewTestRecorder()
+	if err := Apply(context.Background(), r, in); err != nil || len(sr.Changes) != 0 {
+		t.Errorf("second run: %v %v", err, sr.Changes)
+	}
+	if calls := rec.Calls(); len(calls) != 0 {
+		t.Errorf("second run ran %v", guesttest.Lines(calls))
+	}
+}
+
+// TestGrowFSEntryThatIsNotAMountPoint: a GROW_FS directory that exists
+// but is not mounted, and one that does not exist, are problems naming
+// GROW_FS; the mount point listed after them is still grown.
+func TestGrowFSEntryThatIsNotAMountPoint(t *testing.T) {
+	needBtrfs(t)
+	img, loop, devs := loopDisk(t, "160M", "label: gpt\nstart=2048, size=258048, type=linux\n", 1)
+	run(t, nil, "mkfs.btrfs", "-q", "-f", devs[0])
+	rootDir := filepath.Join(t.TempDir(), "root")
+	for _, d := range []string{"data", "plain"} {
+		must(t, os.MkdirAll(filepath.Join(rootDir, d), 0o755))
+	}
+	mp := filepath.Join(rootDir, "data")
+	mountT(t, devs[0], mp, "btrfs")
+	f0 := statfsSize(t, mp)
+	run(t, nil, "truncate", "-s", "416M", img)
+	run(t, nil, "losetup", "-c", loop)
+
+	root, err := fsroot.New(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &guesttest.Recording{}
+	r, sr := engine.NewTestRecorder()
+	err = Apply(context.Background(), r, Input{Mounts: []string{"/plain", "/missing", "/data"}, Root: root, Run: rec})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	wantProblems := []string{"GROW_FS: /plain is not a mount point; not grown", "GROW_FS: /missing is not a mount point; not grown"}
+	if !slices.Equal(sr.Problems, wantProblems) {
+		t.Errorf("problems %q, want %q", sr.Problems, wantProblems)
+	}
+	want := []string{"growpart " + loop + " 1", "btrfs filesystem resize max " + mp}
+	if calls := guesttest.Lines(rec.Calls()); !slices.Equal(calls, want) {
+		t.Errorf("tools %v, want %v", calls, want)
+	}
+	if f1 := statfsSize(t, mp); f1 < f0+200<<20 {
+		t.Errorf("/data did not grow: %d -> %d", f0, f1)
 	}
 }
