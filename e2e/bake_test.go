@@ -8,14 +8,13 @@ import (
 	"time"
 )
 
-// TestBakeImage bakes the .deb into a plain Debian 12 image (the ifupdown
-// e2e image with the package removed first would be circular, so the image
-// is built without it) with packaging/image/bake.sh (virt-customize,
+// TestBakeImage bakes the .deb into a Debian 12 image built without it,
+// with packaging/image/bake.sh (virt-customize,
 // --no-network, dpkg -i, one-contextd clean --machine-id), boots it once
 // and wants READY at the fake OneGate and a fresh machine-id.
 func TestBakeImage(t *testing.T) {
 	need(t, "virt-customize", "qemu-system-x86_64", "qemu-img", "xorriso", "socat", "mmdebstrap", "unshare")
-	image, kernel, initrd := lab.systemdImage(t, "ifupdown")
+	image, kernel, initrd := lab.image(t, "ifupdown", "none")
 	deb := lab.deb(t)
 	baked := filepath.Join(t.TempDir(), "baked.qcow2")
 	cmd := exec.Command(filepath.Join(lab.repo, "packaging/image/bake.sh"), image, deb, baked)

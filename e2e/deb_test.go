@@ -144,7 +144,7 @@ func TestDebInstall(t *testing.T) {
 				args = append(args, "--components=main,universe")
 			}
 			args = append(args,
-				"--customize-hook=copy-in "+oldPkg+" "+deb+" /tmp",
+				"--customize-hook=copy-in "+oldPkg+" /tmp",
 				"--customize-hook=chroot \"$1\" dpkg -i /tmp/"+filepath.Base(oldPkg),
 				s.suite, root, s.mirror)
 			if _, err := run(10*time.Minute, "", "mmdebstrap", args...); err != nil {
@@ -153,8 +153,16 @@ func TestDebInstall(t *testing.T) {
 			inRoot := func(args ...string) (string, error) {
 				return run(2*time.Minute, "", "chroot", append([]string{root}, args...)...)
 			}
+			// mmdebstrap empties /tmp at the end: bring the package in now.
+			data, err := os.ReadFile(deb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "var/tmp", filepath.Base(deb)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
 			// Install over one-context: Conflicts+Replaces make dpkg remove it.
-			if out, err := inRoot("dpkg", "-i", "/tmp/"+filepath.Base(deb)); err != nil {
+			if out, err := inRoot("dpkg", "-i", "/var/tmp/"+filepath.Base(deb)); err != nil {
 				t.Fatalf("dpkg -i: %v\n%s", err, out)
 			}
 			if st, _ := inRoot("dpkg-query", "-W", "-f=${db:Status-Status}", "one-context"); strings.TrimSpace(st) == "installed" {

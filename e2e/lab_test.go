@@ -163,9 +163,17 @@ func (l *workLab) initramfs(t testing.TB) (kernelImage, initrd string) {
 // the network manager nm ("ifupdown", "networkd", "nm"); it returns the
 // image, its kernel and its initrd.
 func (l *workLab) systemdImage(t testing.TB, nm string) (image, kernel, initrd string) {
-	deb := l.deb(t)
-	dir := filepath.Join(l.dir, "image-"+nm)
-	l.once(t, "image-"+nm, func() (string, error) {
+	return l.image(t, nm, l.deb(t))
+}
+
+// image builds the image for nm with deb installed ("none": without it).
+func (l *workLab) image(t testing.TB, nm, deb string) (image, kernel, initrd string) {
+	key := "image-" + nm
+	if deb == "none" {
+		key += "-nodeb"
+	}
+	dir := filepath.Join(l.dir, key)
+	l.once(t, key, func() (string, error) {
 		_, err := run(15*time.Minute, l.repo, filepath.Join(l.repo, "packaging/vm/mkimage.sh"), deb, nm, dir)
 		return dir, err
 	})

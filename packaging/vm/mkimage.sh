@@ -8,10 +8,12 @@
 # restarts the network manager, reports again and powers off.
 #
 # usage: packaging/vm/mkimage.sh DEB NETMGR OUTDIR [SUITE]
+#   DEB: the package to install, or "none" for an image to bake it into later
 #   NETMGR: ifupdown | networkd (netplan + systemd-networkd) | nm (NetworkManager)
 #   OUTDIR receives root.qcow2, vmlinuz, initrd.img
 set -eu
-DEB=$(realpath "$1")
+DEB=$1
+[ "$DEB" = none ] || DEB=$(realpath "$DEB")
 NM=$2
 OUT=$3
 SUITE=${4:-bookworm}
@@ -37,9 +39,7 @@ DEBNAME=$(basename "$DEB")
 # inside the chroot), hence copy-in and dpkg -i in a hook.
 mmdebstrap --quiet --variant=minbase \
 	--include="systemd-sysv,udev,iproute2,kmod,passwd,sudo,linux-image-cloud-amd64,$PKGS" \
-	--customize-hook="copy-in $DEB /tmp" \
-	--customize-hook="chroot \"\$1\" dpkg -i /tmp/$DEBNAME" \
-	--customize-hook="rm \"\$1/tmp/$DEBNAME\"" \
+	--customize-hook="if [ '$DEB' != none ]; then cp '$DEB' \"\$1/tmp/\" && chroot \"\$1\" dpkg -i /tmp/$DEBNAME && rm \"\$1/tmp/$DEBNAME\"; fi" \
 	--customize-hook="upload $HERE/guest-report.sh /usr/local/sbin/e2e-report" \
 	--customize-hook="upload $HERE/guest-usage.sh /usr/local/sbin/e2e-usage" \
 	--customize-hook='chmod 0755 "$1/usr/local/sbin/e2e-report" "$1/usr/local/sbin/e2e-usage"' \
