@@ -5,11 +5,16 @@ package guesttest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"one-contextd/context/settings"
@@ -176,4 +181,64 @@ func Diff(a, b map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Tree maps every entry under dir (but the skipped subtrees) to its type,
+// mode, owner and content digest (a symlink's target), for "no file
+// changed" assertions that do not depend on timestamps.
+func Tree(t testing.TB, dir string, skip ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		for _, s := range skip {
+			if rel == s || strings.HasPrefix(rel, s+"/") {
+				if fi.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+		}
+		var uid, gid uint32
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = st.Uid, st.Gid
+		}
+		entry := fmt.Sprintf("%v %d:%d", fi.Mode(), uid, gid)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			entry += " -> " + l
+		case fi.Mode().IsRegular():
+			sum, err := fileSHA256(p)
+			if err != nil {
+				return err
+			}
+			entry += " sha256:" + sum
+		}
+		out[rel] = entry
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("tree %s: %v", dir, err)
+	}
+	return out
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
