@@ -1,0 +1,517 @@
+package packs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"one-contextd/context/settings"
+	"one-contextd/context/shvars"
+	"one-contextd/engine"
+	"one-contextd/fsroot"
+	"one-contextd/roles"
+	"one-contextd/runner"
+)
+
+// The three-tier lab: one network namespace per VM, each with an eth0
+// plugged into a bridge that lives in a namespace of its own. The bridge
+// namespace also has an address, 10.99.1.254: the application's client.
+const (
+	labNet    = "10.99.1."
+	clientIP  = labNet + "254"
+	dbIP      = labNet + "1"
+	frontIP   = labNet + "21"
+	outsideIP = labNet + "99"
+	webappPW  = `w3b'app-$ecret:pw\x`
+)
+
+func backendIP(i int) string { return labNet + strconv.Itoa(10+i) } // backend 1 is .11
+func backendVMID(i int) string { return strconv.Itoa(20 + i) }      // backend 1 is VM 21
+
+type webLab struct {
+	tag    string
+	base   string // t.TempDir(), readable by postgres
+	bridge string // namespace of the bridge and the client
+	gate   string // the fake onegate command
+	bin    string // PostgreSQL's bin directory
+	pgUID  int
+	pgGID  int
+}
+
+// webappTools skips unless the test can run the three tiers for real.
+func webappTools(t testing.TB) *webLab {
+	t.Helper()
+	bin := postgresBin(t)
+	for _, tool := range []string{"nginx", "python3", "curl", "openssl", "setsid", "bash"} {
+		if _, ok := runner.LookPath(tool); !ok {
+			t.Skipf("%s not found (apt-get install nginx python3 curl openssl)", tool)
+		}
+	}
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		t.Skip("no postgres system user (installed by the postgresql package)")
+	}
+	l := &webLab{bin: bin}
+	l.pgUID, _ = strconv.Atoi(pg.Uid)
+	l.pgGID, _ = strconv.Atoi(pg.Gid)
+	return l
+}
+
+// newWebLab makes the bridge namespace and the fake onegate command.
+func newWebLab(t testing.TB, tag string) *webLab {
+	t.Helper()
+	l := webappTools(t)
+	l.tag = tag
+	l.base = t.TempDir()
+	for d := l.base; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755) // the postgres user reaches its cluster
+	}
+	l.bridge = "ocwa-br-" + tag
+	must(t, "ip", "netns", "add", l.bridge)
+	t.Cleanup(func() { l.deleteNetns(t, l.bridge) })
+	must(t, "ip", "-n", l.bridge, "link", "set", "lo", "up")
+	must(t, "ip", "-n", l.bridge, "link", "add", "br0", "type", "bridge")
+	must(t, "ip", "-n", l.bridge, "addr", "add", clientIP+"/24", "dev", "br0")
+	must(t, "ip", "-n", l.bridge, "link", "set", "br0", "up")
+	l.gate = filepath.Join(l.base, "onegate")
+	if err := os.WriteFile(l.gate, []byte(fakeOnegate), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// fakeOnegate stands in for the onegate command: "vm update --data K=V"
+// appends K=V to gate/vm-<VMID>, "vm show ID --json" answers the VM's
+// USER_TEMPLATE with the last TLS_FINGERPRINT set, every call is logged.
+const fakeOnegate = `#!/bin/sh
+set -eu
+dir=$(dirname "$0")/gate
+mkdir -p "$dir"
+printf '%s\n' "$*" >> "$dir/calls"
+case "$1 $2" in
+"vm update")
+	shift 2
+	id=${VMID:?}
+	if [ "$1" != --data ]; then id=$1; shift; fi
+	[ "$1" = --data ]
+	printf '%s\n' "$2" >> "$dir/vm-$id" ;;
+"vm show")
+	fp=$(sed -n 's/^TLS_FINGERPRINT=//p' "$dir/vm-$3" 2>/dev/null | tail -n 1)
+	printf '{"VM":{"ID":"%s","USER_TEMPLATE":{"TLS_FINGERPRINT":"%s"}}}\n' "$3" "$fp" ;;
+*) echo "fake onegate: $*: not supported" >&2; exit 1 ;;
+esac
+`
+
+// addVM makes the VM's namespace with eth0 at ip on the bridge.
+func (l *webLab) addVM(t testing.TB, name, ip string) string {
+	t.Helper()
+	ns := "ocwa-" + name + "-" + l.tag
+	must(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { l.deleteNetns(t, ns) })
+	must(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	must(t, "ip", "-n", l.bridge, "link", "add", "v-"+name, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	must(t, "ip", "-n", l.bridge, "link", "set", "v-"+name, "master", "br0", "up")
+	must(t, "ip", "-n", ns, "addr", "add", ip+"/24", "dev", "eth0")
+	must(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	return ns
+}
+
+// deleteNetns removes a namespace after checking that the test left no
+// process in it (the tiers' cleanups, registered later, have run).
+func (l *webLab) deleteNetns(t testing.TB, ns string) {
+	if pids, _ := exec.Command("ip", "netns", "pids", ns).Output(); len(strings.TrimSpace(string(pids))) > 0 {
+		t.Errorf("processes left in namespace %s: %s", ns, strings.Fields(string(pids)))
+		for _, p := range strings.Fields(string(pids)) {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = killPid(pid)
+			}
+		}
+	}
+	_ = exec.Command("ip", "netns", "delete", ns).Run()
+}
+
+func killPid(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}
+
+// vm is one VM of the lab: its namespace, folder and role input.
+type vm struct {
+	name, ns, ip, dir string
+	in                roles.Input
+}
+
+// env is what every tier's scripts get besides the context: where the
+// pack's files go for this VM, and the fake onegate.
+func (l *webLab) env(dir string) []string {
+	return []string{
+		"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+		"WEBAPP_CONF_DIR=" + filepath.Join(dir, "etc"),
+		"WEBAPP_STATE_DIR=" + filepath.Join(dir, "state"),
+		"WEBAPP_SERVICE_MANAGER=direct", // never a unit on the test machine
+		"ONEGATE_CMD=" + l.gate,
+	}
+}
+
+// newVM installs both packs in a fresh root and builds the role input.
+func (l *webLab) newVM(t testing.TB, name, ns, ip, contextSh string, env []string, svc *roles.Service) *vm {
+	t.Helper()
+	dir := filepath.Join(l.base, name)
+	rootDir, medium := filepath.Join(dir, "root"), filepath.Join(dir, "medium")
+	for _, d := range []string{filepath.Join(rootDir, roles.ImageDir), medium} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, "cp", "-a", "postgresql/.", "webapp/.", filepath.Join(rootDir, roles.ImageDir)+"/")
+	root, err := fsroot.New(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, errs := shvars.Parse("context.sh", []byte(contextSh))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	in := roles.Input{
+		Context: settings.Build(vars, settings.Inputs{}), Root: root, Run: nsRunner{ns: ns},
+		Service: fixedSource{svc}, MediumDir: medium, BaseEnv: append(l.env(dir), env...),
+		Timeout: 2 * time.Minute, WaitTimeout: 10 * time.Second, PollInterval: 100 * time.Millisecond,
+	}
+	return &vm{name: name, ns: ns, ip: ip, dir: dir, in: in}
+}
+
+// threeTier is the running application's parts.
+type threeTier struct {
+	lab      *webLab
+	svc      *roles.Service
+	db       *vm
+	cluster  *cluster
+	backends []*vm
+	front    *vm
+	common   string // context.sh lines every VM gets
+}
+
+// newThreeTier builds the lab (database, n backends, frontend; nothing is
+// applied yet) with extra context lines for every VM.
+func newThreeTier(t testing.TB, tag string, n int, extra string) *threeTier {
+	t.Helper()
+	l := newWebLab(t, tag)
+	tt := &threeTier{lab: l}
+	tt.svc = &roles.Service{ID: "9", Name: "shop", Roles: []roles.Role{
+		{Name: "database", Cardinality: 1, Nodes: []roles.Node{{VMID: "20", IPs: []string{dbIP}, Ready: true}}},
+		{Name: "backend", Cardinality: n, Parents: []string{"database"}},
+		{Name: "frontend", Cardinality: 1, Parents: []string{"backend"}, Nodes: []roles.Node{{VMID: "30", IPs: []string{frontIP}, Ready: true}}},
+	}}
+	tt.common = "DB_NAME='shop'\nDB_USER='shop_app'\nDB_PASSWORD=" + shvars.Quote(webappPW) + "\n" + extra
+	nsDB := l.addVM(t, "db", dbIP)
+	tt.cluster = newCluster(t, l.bin, filepath.Join(l.base, "db", "pg"), nsDB, 5432, l.pgUID, l.pgGID)
+	tt.db = l.newVM(t, "db", nsDB, dbIP, tt.common+"ROLE='database'\nVMID='20'\n", tt.cluster.env(), tt.svc)
+	for i := 1; i <= n; i++ {
+		tt.addBackend(t)
+	}
+	nsF := l.addVM(t, "front", frontIP)
+	fdir := filepath.Join(l.base, "front")
+	nginxEnv := nginxInstance(t, fdir)
+	tt.front = l.newVM(t, "front", nsF, frontIP, tt.common+"ROLE='frontend'\nVMID='30'\n", nginxEnv, tt.svc)
+	t.Cleanup(func() { stopNginx(t, fdir) })
+	return tt
+}
+
+// addBackend adds the next backend VM to the lab and to the service (as
+// OneFlow does on scale up); its role is not applied.
+func (tt *threeTier) addBackend(t testing.TB) *vm {
+	t.Helper()
+	i := len(tt.backends) + 1
+	name, ip := "back"+strconv.Itoa(i), backendIP(i)
+	ns := tt.lab.addVM(t, name, ip)
+	role := tt.svc.Role("backend")
+	role.Nodes = append(role.Nodes, roles.Node{VMID: backendVMID(i), IPs: []string{ip}, Ready: true})
+	role.Cardinality = max(role.Cardinality, i)
+	b := tt.lab.newVM(t, name, ns, ip, tt.common+"ROLE='backend'\nVMID='"+backendVMID(i)+"'\n", nil, tt.svc)
+	t.Cleanup(func() { stopBackend(t, b.dir) })
+	tt.backends = append(tt.backends, b)
+	return b
+}
+
+// nginxInstance writes a main nginx.conf under dir that includes the
+// pack's site file, with pid, logs and temporary files under dir too, and
+// returns the environment that makes the frontend role use it.
+func nginxInstance(t testing.TB, dir string) []string {
+	t.Helper()
+	ngx := filepath.Join(dir, "nginx")
+	for _, d := range []string{filepath.Join(ngx, "conf.d"), filepath.Join(ngx, "tmp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	main := fmt.Sprintf(`# nginx of the three-tier test
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 64; }
+http {
+    access_log %[1]s/access.log;
+    client_body_temp_path %[1]s/tmp/body;
+    proxy_temp_path %[1]s/tmp/proxy;
+    fastcgi_temp_path %[1]s/tmp/fastcgi;
+    uwsgi_temp_path %[1]s/tmp/uwsgi;
+    scgi_temp_path %[1]s/tmp/scgi;
+    include %[1]s/conf.d/*.conf;
+}
+`, ngx)
+	if err := os.WriteFile(filepath.Join(ngx, "nginx.conf"), []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{
+		"NGINX_CONF=" + filepath.Join(ngx, "conf.d", "one-context-webapp.conf"),
+		"NGINX_ARGS=-c " + filepath.Join(ngx, "nginx.conf") + " -p " + ngx + "/ -e " + filepath.Join(ngx, "error.log"),
+	}
+}
+
+// pidFrom reads a pid file; 0 when there is none.
+func pidFrom(file string) int {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+func alive(pid int) bool {
+	return pid > 0 && exec.Command("kill", "-0", strconv.Itoa(pid)).Run() == nil
+}
+
+// stopPid sends SIGTERM, then SIGKILL after two seconds, and waits.
+func stopPid(t testing.TB, what string, pid int) {
+	if !alive(pid) {
+		return
+	}
+	_ = exec.Command("kill", strconv.Itoa(pid)).Run()
+	for i := 0; i < 40 && alive(pid); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(pid) {
+		_ = killPid(pid)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Errorf("%s (pid %d) does not stop", what, pid)
+	}
+}
+
+// stopNginx ends the test's nginx (its master; the workers follow).
+func stopNginx(t testing.TB, dir string) {
+	stopPid(t, "nginx", pidFrom(filepath.Join(dir, "nginx", "nginx.pid")))
+}
+
+func stopBackend(t testing.TB, dir string) {
+	stopPid(t, "backend", pidFrom(filepath.Join(dir, "state", "backend.pid")))
+}
+
+// apply runs the VM's role through the agent's role runner.
+func (v *vm) apply(t testing.TB) {
+	t.Helper()
+	r, rec := engine.NewTestRecorder()
+	if err := roles.Apply(context.Background(), r, v.in); err != nil {
+		t.Fatalf("%s: %v\nnotes %q", v.name, err, rec.Notes)
+	}
+}
+
+// reconfigure runs roles.Reconfigure; it reports whether the role ran.
+func (v *vm) reconfigure(t testing.TB) bool {
+	t.Helper()
+	r, rec := engine.NewTestRecorder()
+	err := roles.Reconfigure(context.Background(), r, v.in)
+	if errors.Is(err, engine.ErrSkip) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("%s reconfigure: %v\nnotes %q", v.name, err, rec.Notes)
+	}
+	return true
+}
+
+// applyAll brings the application up in the parents' order.
+func (tt *threeTier) applyAll(t testing.TB) {
+	t.Helper()
+	tt.db.apply(t)
+	for _, b := range tt.backends {
+		b.apply(t)
+	}
+	tt.front.apply(t)
+}
+
+// inNs runs a command in a namespace, returning its combined output.
+func inNs(ns string, name string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// get fetches url with curl from the namespace.
+func get(ns, url string, extra ...string) (string, error) {
+	args := append([]string{"-sS", "--fail", "--max-time", "5"}, extra...)
+	return inNs(ns, "curl", append(args, url)...)
+}
+
+// tcpConnect opens a TCP connection from ns (bash's /dev/tcp): nil when
+// the connection is accepted.
+func tcpConnect(ns, ip string, port int) error {
+	out, err := inNs(ns, "timeout", "5", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", ip, port))
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
+// backendsSeen makes n requests to the frontend from the client and
+// counts the answers per backend ("backend 21 (10.99.1.11): message").
+func (tt *threeTier) backendsSeen(t testing.TB, url string, n int, extra ...string) (map[string]int, string) {
+	t.Helper()
+	seen := map[string]int{}
+	var last string
+	for range n {
+		out, err := get(tt.lab.bridge, url, extra...)
+		if err != nil {
+			t.Fatalf("GET %s from the client: %v: %s\nnginx error log:\n%s", url, err, out, tailFile(filepath.Join(tt.front.dir, "nginx", "error.log"), 10))
+		}
+		id, msg, ok := strings.Cut(out, ": ")
+		if !ok || !strings.HasPrefix(id, "backend ") {
+			t.Fatalf("GET %s: unexpected answer %q", url, out)
+		}
+		seen[strings.TrimPrefix(id, "backend ")]++
+		last = msg
+	}
+	return seen, last
+}
+
+func tailFile(path string, n int) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func backendKey(i int) string { return backendVMID(i) + " (" + backendIP(i) + ")" }
+
+// TestWebappThreeTier runs the database, two backends and the frontend of
+// the web-application pack through roles.Apply, each in its own network
+// namespace, against a three-role service; a request to nginx reaches a
+// backend that reads the database; the backend role scales 2 → 3, the
+// database and frontend are reconfigured, and nginx balances over three.
+func TestWebappThreeTier(t *testing.T) {
+	tt := newThreeTier(t, strconv.Itoa(os.Getpid()%100000), 2, "")
+	start := time.Now()
+	tt.applyAll(t)
+	t.Logf("database, 2 backends and frontend applied in %s", time.Since(start).Round(time.Millisecond))
+
+	seen, msg := tt.backendsSeen(t, "http://"+frontIP+"/", 6)
+	if msg != "hello from the database" || seen[backendKey(1)] != 3 || seen[backendKey(2)] != 3 || len(seen) != 2 {
+		t.Fatalf("6 requests: backends %v, last message %q", seen, msg)
+	}
+	// The answer is read from the database on each request.
+	tt.cluster.psql(t, "shop", "UPDATE webapp_hello SET message = 'changed in the database';")
+	if _, msg := tt.backendsSeen(t, "http://"+frontIP+"/", 2); msg != "changed in the database" {
+		t.Errorf("after an UPDATE the application answers %q", msg)
+	}
+
+	// The password: only in the backends' 0600 pgpass files.
+	checkSecretFiles(t, tt.lab.base, "app-$ecret", "pgpass")
+	hba, _ := os.ReadFile(filepath.Join(tt.cluster.conf, "pg_hba.conf"))
+	for i := 1; i <= 2; i++ {
+		if !strings.Contains(string(hba), "host shop shop_app "+backendIP(i)+"/32 scram-sha-256") {
+			t.Errorf("pg_hba.conf lacks backend %d:\n%s", i, hba)
+		}
+	}
+
+	// A second run of every role changes nothing: same nginx, same
+	// backend processes, same files.
+	nginxPid := pidFrom(filepath.Join(tt.front.dir, "nginx", "nginx.pid"))
+	backendPid := pidFrom(filepath.Join(tt.backends[0].dir, "state", "backend.pid"))
+	site := filepath.Join(tt.front.dir, "nginx", "conf.d", "one-context-webapp.conf")
+	before, _ := os.Stat(site)
+	tt.applyAll(t)
+	after, _ := os.Stat(site)
+	if p := pidFrom(filepath.Join(tt.backends[0].dir, "state", "backend.pid")); p != backendPid || !alive(p) {
+		t.Errorf("second run: backend pid %d → %d", backendPid, p)
+	}
+	if p := pidFrom(filepath.Join(tt.front.dir, "nginx", "nginx.pid")); p != nginxPid || !alive(p) {
+		t.Errorf("second run: nginx pid %d → %d", nginxPid, p)
+	}
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("second run rewrote %s", site)
+	}
+	// Unchanged membership: Reconfigure does not run the role.
+	if tt.front.reconfigure(t) {
+		t.Errorf("reconfigure ran with an unchanged membership")
+	}
+
+	// Scale the backends 2 → 3: OneFlow adds a VM, its role runs, the
+	// database and the frontend follow through Reconfigure.
+	b3 := tt.addBackend(t)
+	b3.apply(t)
+	for _, v := range []*vm{tt.db, tt.front} {
+		if !v.reconfigure(t) {
+			t.Fatalf("%s: reconfigure did not run after the scale", v.name)
+		}
+	}
+	conf, _ := os.ReadFile(site)
+	for i := 1; i <= 3; i++ {
+		if !strings.Contains(string(conf), "server "+backendIP(i)+":8080;") {
+			t.Errorf("upstream lacks backend %d:\n%s", i, conf)
+		}
+	}
+	if p := pidFrom(filepath.Join(tt.front.dir, "nginx", "nginx.pid")); p != nginxPid {
+		t.Errorf("nginx was restarted (pid %d → %d), not reloaded", nginxPid, p)
+	}
+	// The reload is asynchronous: old workers finish first.
+	var got map[string]int
+	for i := 0; i < 20; i++ {
+		got, _ = tt.backendsSeen(t, "http://"+frontIP+"/", 9)
+		if len(got) == 3 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := 1; i <= 3; i++ {
+		if got[backendKey(i)] == 0 {
+			t.Errorf("after the scale, 9 requests reached %v: not backend %d", got, i)
+		}
+	}
+}
+
+// checkSecretFiles fails when the secret is in any file under dir but the
+// ones named keep, which must be 0600.
+func checkSecretFiles(t testing.TB, dir, secretText, keep string) {
+	t.Helper()
+	found := 0
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(data), secretText) {
+			return nil
+		}
+		if filepath.Base(p) != keep {
+			t.Errorf("the password is in %s", p)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s is %v, want 0600", p, fi.Mode().Perm())
+		}
+		found++
+		return nil
+	})
+	if found == 0 {
+		t.Errorf("the password is in no %s file under %s", keep, dir)
+	}
+}
