@@ -33,8 +33,8 @@ const (
 	webappPW  = `w3b'app-$ecret:pw\x`
 )
 
-func backendIP(i int) string { return labNet + strconv.Itoa(10+i) } // backend 1 is .11
-func backendVMID(i int) string { return strconv.Itoa(20 + i) }      // backend 1 is VM 21
+func backendIP(i int) string   { return labNet + strconv.Itoa(10+i) } // backend 1 is .11
+func backendVMID(i int) string { return strconv.Itoa(20 + i) }        // backend 1 is VM 21
 
 type webLab struct {
 	tag    string
