@@ -15,8 +15,10 @@ import (
 	"one-contextd/engine"
 	"one-contextd/fsroot"
 	"one-contextd/guest/growfs"
+	"one-contextd/guest/hostkeys"
 	"one-contextd/guest/hostname"
 	"one-contextd/guest/hosts"
+	"one-contextd/guest/securetty"
 	"one-contextd/guest/sshkeys"
 	"one-contextd/guest/timezone"
 	"one-contextd/guest/users"
@@ -66,6 +68,9 @@ func (s *session) localSteps() []engine.Step {
 		// Keys go in before sshd starts accepting logins (the local stage
 		// runs before the network is up).
 		{Name: "ssh-keys", Needs: []string{"users"}, Run: s.sshKeys},
+		{Name: "securetty", Needs: []string{stepContext}, Run: s.securetty},
+		// Host keys before sshd starts; they do not depend on the context.
+		{Name: "ssh-host-keys", Run: s.sshHostKeys},
 		{Name: "env-file", Needs: []string{stepContext}, Run: s.writeEnvFile},
 	}
 }
@@ -371,4 +376,22 @@ func (s *session) report(ctx context.Context, r *engine.Recorder) error {
 		Env:     scripts.Environment(os.Environ(), s.vars),
 		Version: s.opt.Version, Scrub: s.opt.Scrubber.Scrub, Clock: s.opt.Clock,
 	})
+}
+
+func (s *session) securetty(ctx context.Context, r *engine.Recorder) error {
+	in := securetty.Input{Securetty: s.ctx.Users.Securetty, Root: s.opt.Root}
+	// The default (YES in a VM, NO in a container) is about the running
+	// system; a root other than / is taken for a VM.
+	if in.Securetty == nil && s.opt.Root.IsReal() {
+		c, err := securetty.PID1InContainer("/proc")
+		if err != nil {
+			r.Note("%v; taking the guest for a VM", err)
+		}
+		in.InContainer = c
+	}
+	return securetty.Apply(ctx, r, in)
+}
+
+func (s *session) sshHostKeys(ctx context.Context, r *engine.Recorder) error {
+	return hostkeys.Apply(ctx, r, hostkeys.Input{Root: s.opt.Root, Run: s.opt.Run})
 }
