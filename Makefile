@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w -X main.version=$(VERSION)'
 BIN := bin/one-contextd
 
-.PHONY: all build deps test lint check demo bench clean fuzz
+.PHONY: all build deps deps-demo test lint check demo bench clean fuzz
 
 all: build
 
@@ -27,7 +27,10 @@ test: build
 
 check: deps lint test
 
-demo: deps build
+deps-demo:
+	bash .ci/install-deps.sh base
+
+demo: deps-demo build
 	bash testdata/demo/demo.sh
 
 bench:

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs everything the demo and the test suite need on a fresh Debian 12
-# machine, as root: the Debian packages each area lists in .ci/apt.d/*.txt,
-# the Go modules, and staticcheck. Safe to run again.
+# machine, as root: the Debian packages each area lists in .ci/apt.d/*.txt
+# (or only the areas named as arguments), the Go modules, and staticcheck.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
@@ -11,7 +12,14 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
-mapfile -t pkgs < <(cat .ci/apt.d/*.txt 2>/dev/null | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$' | sort -u)
+# With arguments, only those areas' lists (.ci/apt.d/<area>.txt): the demo
+# needs far less than the whole suite.
+lists=(.ci/apt.d/*.txt)
+if [ "$#" -gt 0 ]; then
+	lists=()
+	for a in "$@"; do lists+=(".ci/apt.d/$a.txt"); done
+fi
+mapfile -t pkgs < <(cat "${lists[@]}" | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$' | sort -u)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
