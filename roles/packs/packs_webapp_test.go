@@ -202,28 +202,35 @@ type threeTier struct {
 	common   string // context.sh lines every VM gets
 }
 
-// newThreeTier builds the lab (database, n backends, frontend; nothing is
-// applied yet) with extra context lines for every VM.
-func newThreeTier(t testing.TB, tag string, n int, extra string) *threeTier {
+// tierOptions shape a lab: the number of backends and context lines for
+// every VM and for the frontend alone.
+type tierOptions struct {
+	backends      int
+	common, front string
+}
+
+// newThreeTier builds the lab (database, backends, frontend; nothing is
+// applied yet).
+func newThreeTier(t testing.TB, tag string, o tierOptions) *threeTier {
 	t.Helper()
 	l := newWebLab(t, tag)
 	tt := &threeTier{lab: l}
 	tt.svc = &roles.Service{ID: "9", Name: "shop", Roles: []roles.Role{
 		{Name: "database", Cardinality: 1, Nodes: []roles.Node{{VMID: "20", IPs: []string{dbIP}, Ready: true}}},
-		{Name: "backend", Cardinality: n, Parents: []string{"database"}},
+		{Name: "backend", Cardinality: o.backends, Parents: []string{"database"}},
 		{Name: "frontend", Cardinality: 1, Parents: []string{"backend"}, Nodes: []roles.Node{{VMID: "30", IPs: []string{frontIP}, Ready: true}}},
 	}}
-	tt.common = "DB_NAME='shop'\nDB_USER='shop_app'\nDB_PASSWORD=" + shvars.Quote(webappPW) + "\n" + extra
+	tt.common = "DB_NAME='shop'\nDB_USER='shop_app'\nDB_PASSWORD=" + shvars.Quote(webappPW) + "\n" + o.common
 	nsDB := l.addVM(t, "db", dbIP)
 	tt.cluster = newCluster(t, l.bin, filepath.Join(l.base, "db", "pg"), nsDB, 5432, l.pgUID, l.pgGID)
 	tt.db = l.newVM(t, "db", nsDB, dbIP, tt.common+"ROLE='database'\nVMID='20'\n", tt.cluster.env(), tt.svc)
-	for i := 1; i <= n; i++ {
+	for range o.backends {
 		tt.addBackend(t)
 	}
 	nsF := l.addVM(t, "front", frontIP)
 	fdir := filepath.Join(l.base, "front")
 	nginxEnv := nginxInstance(t, fdir)
-	tt.front = l.newVM(t, "front", nsF, frontIP, tt.common+"ROLE='frontend'\nVMID='30'\n", nginxEnv, tt.svc)
+	tt.front = l.newVM(t, "front", nsF, frontIP, tt.common+o.front+"ROLE='frontend'\nVMID='30'\n", nginxEnv, tt.svc)
 	t.Cleanup(func() { stopNginx(t, fdir) })
 	return tt
 }
@@ -410,7 +417,7 @@ func backendKey(i int) string { return backendVMID(i) + " (" + backendIP(i) + ")
 // backend that reads the database; the backend role scales 2 → 3, the
 // database and frontend are reconfigured, and nginx balances over three.
 func TestWebappThreeTier(t *testing.T) {
-	tt := newThreeTier(t, strconv.Itoa(os.Getpid()%100000), 2, "")
+	tt := newThreeTier(t, strconv.Itoa(os.Getpid()%100000), tierOptions{backends: 2})
 	start := time.Now()
 	tt.applyAll(t)
 	t.Logf("database, 2 backends and frontend applied in %s", time.Since(start).Round(time.Millisecond))
