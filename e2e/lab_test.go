@@ -110,7 +110,7 @@ func tail(s string, n int) string {
 func (l *workLab) agent(t testing.TB) string {
 	return l.once(t, "agent", func() (string, error) {
 		out := filepath.Join(l.dir, "one-contextd")
-		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w -X main.version=0.0.0-e2e", "-o", out, "./cmd/one-contextd")
+		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w -X main.version=0.0.0~e2e", "-o", out, "./cmd/one-contextd")
 		cmd.Dir = l.repo
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 		if b, err := cmd.CombinedOutput(); err != nil {

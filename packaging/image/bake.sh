@@ -28,14 +28,18 @@ DEB=$(realpath "$2")
 OUT=$3
 
 if [ ! -e /lib/modules ] && [ -z "${BAKE_IN_NS:-}" ]; then
-	exec env BAKE_IN_NS=1 unshare --mount --propagation private sh -c '
+	# The namespace, and the overlay in it, go away with its last process.
+	ov=$(mktemp -d "${TMPDIR:-/tmp}/bake-libov.XXXXXX")
+	mkdir -p "$ov/upper/modules" "$ov/work"
+	rc=0
+	BAKE_IN_NS=1 unshare --mount --propagation private sh -c '
 		set -e
-		ov=$(mktemp -d "${TMPDIR:-/tmp}/bake-libov.XXXXXX")
-		mkdir -p "$ov/upper/modules" "$ov/work"
 		lib=$(readlink -f /lib)
-		mount -t overlay overlay -o "lowerdir=$lib,upperdir=$ov/upper,workdir=$ov/work" "$lib"
-		"$0" "$@"; rc=$?
-		umount "$lib"; rm -rf "$ov"; exit $rc' "$0" "$@"
+		mount -t overlay overlay -o "lowerdir=$lib,upperdir=$1/upper,workdir=$1/work" "$lib"
+		shift
+		exec "$@"' sh "$ov" "$0" "$@" || rc=$?
+	rm -rf "$ov"
+	exit "$rc"
 fi
 
 if [ -n "${BAKE_WORK:-}" ]; then
