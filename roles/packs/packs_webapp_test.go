@@ -1,6 +1,7 @@
 package packs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"one-contextd/context/settings"
 	"one-contextd/context/shvars"
@@ -327,25 +330,43 @@ func stopBackend(t testing.TB, dir string) {
 	stopPid(t, "backend", pidFrom(filepath.Join(dir, "state", "backend.pid")))
 }
 
-// apply runs the VM's role through the agent's role runner.
+// run runs the VM's role through the agent's role runner (Apply, or
+// Reconfigure), with the scripts' output captured from the step's log;
+// it fails the test if the log shows the database password.
+func (v *vm) run(t testing.TB, reconfigure bool) (log string, err error) {
+	t.Helper()
+	var buf bytes.Buffer
+	r, rec := engine.NewTestRecorder()
+	r.Log = zerolog.New(&buf)
+	if reconfigure {
+		err = roles.Reconfigure(context.Background(), r, v.in)
+	} else {
+		err = roles.Apply(context.Background(), r, v.in)
+	}
+	log = buf.String() + strings.Join(rec.Notes, "\n")
+	if strings.Contains(log, "app-$ecret") {
+		t.Errorf("%s: the password is in the log:\n%s", v.name, log)
+	}
+	return log, err
+}
+
+// apply runs the VM's role; the test fails if the role fails.
 func (v *vm) apply(t testing.TB) {
 	t.Helper()
-	r, rec := engine.NewTestRecorder()
-	if err := roles.Apply(context.Background(), r, v.in); err != nil {
-		t.Fatalf("%s: %v\nnotes %q", v.name, err, rec.Notes)
+	if log, err := v.run(t, false); err != nil {
+		t.Fatalf("%s: %v\n%s", v.name, err, log)
 	}
 }
 
 // reconfigure runs roles.Reconfigure; it reports whether the role ran.
 func (v *vm) reconfigure(t testing.TB) bool {
 	t.Helper()
-	r, rec := engine.NewTestRecorder()
-	err := roles.Reconfigure(context.Background(), r, v.in)
+	log, err := v.run(t, true)
 	if errors.Is(err, engine.ErrSkip) {
 		return false
 	}
 	if err != nil {
-		t.Fatalf("%s reconfigure: %v\nnotes %q", v.name, err, rec.Notes)
+		t.Fatalf("%s reconfigure: %v\n%s", v.name, err, log)
 	}
 	return true
 }

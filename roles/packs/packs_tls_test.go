@@ -1,0 +1,152 @@
+package packs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// certFingerprint is the SHA-256 fingerprint of the PEM certificate in
+// file, as openssl prints it (AB:CD:...), computed here independently.
+func certFingerprint(t testing.TB, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s: no PEM block", file)
+	}
+	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	sum := sha256.Sum256(block.Bytes)
+	parts := make([]string, len(sum))
+	for i, b := range sum {
+		parts[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(parts, ":")
+}
+
+// published is the last TLS_FINGERPRINT the VM sent through onegate.
+func (l *webLab) published(vmid string) string {
+	data, _ := os.ReadFile(filepath.Join(l.base, "gate", "vm-"+vmid))
+	var last string
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "TLS_FINGERPRINT="); ok {
+			last = v
+		}
+	}
+	return last
+}
+
+func (l *webLab) publish(t testing.TB, vmid, fp string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(l.base, "gate", "vm-"+vmid), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "TLS_FINGERPRINT=%s\n", fp)
+}
+
+// TestWebappTLS runs the three tiers with TLS=YES and generated
+// certificates: each VM publishes its certificate's fingerprint through
+// (a recording stand-in for) onegate, nginx reaches the backends over
+// HTTPS verifying their pinned certificates, the backends reach the
+// database with sslmode=verify-ca and pg_hba.conf allows TLS only. A
+// backend whose certificate does not match what it published is refused,
+// and a backend that changed its certificate is avoided by nginx until
+// the frontend pins the new one.
+func TestWebappTLS(t *testing.T) {
+	tt := newThreeTier(t, "t"+strconv.Itoa(os.Getpid()%100000), tierOptions{backends: 2, common: "TLS='YES'\n"})
+	tt.applyAll(t)
+
+	seen, msg := tt.backendsSeen(t, "http://"+frontIP+"/", 4)
+	if len(seen) != 2 || msg != "hello from the database" {
+		t.Fatalf("over TLS: backends %v, message %q", seen, msg)
+	}
+	// HTTPS at the frontend too (its certificate is self-signed).
+	if out, err := get(tt.lab.bridge, "https://"+frontIP+"/", "-k"); err != nil || !strings.HasSuffix(out, "hello from the database") {
+		t.Errorf("HTTPS at the frontend: %q %v", out, err)
+	}
+
+	// Every VM published the fingerprint of the certificate it serves.
+	vms := map[string]*vm{"20": tt.db, "21": tt.backends[0], "22": tt.backends[1], "30": tt.front}
+	for id, v := range vms {
+		cert := filepath.Join(v.dir, "etc", "tls", "cert.pem")
+		if got, want := tt.lab.published(id), certFingerprint(t, cert); got != want {
+			t.Errorf("%s published %q, its certificate is %s", v.name, got, want)
+		}
+		key := filepath.Join(v.dir, "etc", "tls", "key.pem")
+		if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v", key, err, fi)
+		}
+	}
+	// The backends serve TLS only, and verify with the pinned bundle.
+	b1 := tt.backends[0]
+	if out, err := get(tt.front.ns, "http://"+b1.ip+":8080/"); err == nil {
+		t.Errorf("plain HTTP to a TLS backend answered %q", out)
+	}
+	bundle := filepath.Join(tt.front.dir, "etc", "tls", "backends.pem")
+	if out, err := get(tt.front.ns, "https://webapp-backend:8080/", "--cacert", bundle, "--resolve", "webapp-backend:8080:"+b1.ip); err != nil || !strings.HasPrefix(out, "backend 21") {
+		t.Errorf("HTTPS to backend 1 with the frontend's pinned bundle: %q %v", out, err)
+	}
+	// The database refuses a connection without TLS (hostssl only).
+	psql := func(mode string) (string, error) {
+		return inNs(b1.ns, "env", "PGPASSFILE="+filepath.Join(b1.dir, "etc", "pgpass"), "PGSSLMODE="+mode,
+			"psql", "-X", "-A", "-t", "-w", "-h", dbIP, "-U", "shop_app", "-d", "shop", "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+	}
+	if out, err := psql("disable"); err == nil || !strings.Contains(out, "no encryption") {
+		t.Errorf("psql without TLS from backend 1: %q %v; want refused by pg_hba.conf", out, err)
+	}
+	if out, err := psql("require"); err != nil || out != "t" {
+		t.Errorf("psql with TLS from backend 1: %q %v", out, err)
+	}
+	env, _ := os.ReadFile(filepath.Join(b1.dir, "etc", "backend.env"))
+	if !bytes.Contains(env, []byte("PGSSLMODE=verify-ca\n")) {
+		t.Errorf("backend.env:\n%s", env)
+	}
+
+	// A backend whose certificate is not the one it published is refused.
+	good := tt.lab.published("22")
+	tt.lab.publish(t, "22", strings.Repeat("00:", 31)+"00")
+	if log, err := tt.front.run(t, false); err == nil {
+		t.Errorf("frontend trusted a backend with a wrong published fingerprint")
+	} else if !strings.Contains(log, "published 00:00:") || !strings.Contains(log, "not trusted") {
+		t.Errorf("frontend's refusal does not say why:\n%s", log)
+	}
+	tt.lab.publish(t, "22", good)
+	tt.front.apply(t)
+
+	// Backend 2 makes a new certificate (and publishes it); nginx, still
+	// pinned to the old one, refuses it and serves from backend 1 alone.
+	b2 := tt.backends[1]
+	if err := os.Remove(filepath.Join(b2.dir, "etc", "tls", "cert.pem")); err != nil {
+		t.Fatal(err)
+	}
+	b2.apply(t)
+	if tt.lab.published("22") == good {
+		t.Fatalf("backend 2 did not publish its new certificate")
+	}
+	seen, _ = tt.backendsSeen(t, "http://"+frontIP+"/", 4)
+	if len(seen) != 1 || seen[backendKey(1)] != 4 {
+		t.Errorf("with backend 2's certificate unpinned, requests reached %v; want backend 1 only", seen)
+	}
+	if log := tailFile(filepath.Join(tt.front.dir, "nginx", "error.log"), 50); !strings.Contains(log, "certificate verify") {
+		t.Errorf("nginx's error log does not show the refused certificate:\n%s", log)
+	}
+	// The frontend's next run pins the new certificate.
+	tt.front.apply(t)
+	if seen, _ = tt.backendsSeen(t, "http://"+frontIP+"/", 4); len(seen) != 2 {
+		t.Errorf("after re-pinning, requests reached %v", seen)
+	}
+}
