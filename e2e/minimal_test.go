@@ -78,7 +78,7 @@ func TestMinimalBoot(t *testing.T) {
 			at, ok := ready.when()
 			exit := b.first("E2E-AGENT-EXIT=")
 			if !strings.HasPrefix(exit, "0 ") {
-				b.fail(t, "agent exit %q, want 0", exit)
+				b.fail(t, "agent exit %q, want 0; failed steps: %q", exit, failedSteps(b))
 			}
 			if !ok {
 				b.fail(t, "READY=YES never reached the fake OneGate (requests: %v)", g.Requests())

@@ -100,9 +100,27 @@ func checkUnits(t testing.TB, b *boot) {
 			}
 		}
 		if !strings.Contains(line, "ActiveState=active") || !strings.Contains(line, "Result=success") || !strings.Contains(line, "UnitFileState=enabled") {
-			b.fail(t, "%s not enabled, active and successful: %q", u, line)
+			b.fail(t, "%s not enabled, active and successful: %q; failed steps: %q", u, line, failedSteps(b))
 		}
 	}
+}
+
+// failedSteps lists "step: error" for every failed step in the status dump.
+func failedSteps(b *boot) []string {
+	var out []string
+	name, failed := "", false
+	for _, l := range b.marked("E2E-STATUS") {
+		switch {
+		case strings.HasPrefix(l, `"name": `):
+			name, failed = strings.Trim(strings.TrimPrefix(l, `"name": `), `",`), false
+		case l == `"status": "failed",`:
+			failed = true
+		case failed && strings.HasPrefix(l, `"error": `):
+			out = append(out, name+": "+strings.Trim(strings.TrimPrefix(l, `"error": `), `",`))
+			failed = false
+		}
+	}
+	return out
 }
 
 // changesIn counts the "changes" the agent's status reports, as JSON lines
