@@ -2,15 +2,22 @@ package packs
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // certFingerprint is the SHA-256 fingerprint of the PEM certificate in
@@ -148,5 +155,88 @@ func TestWebappTLS(t *testing.T) {
 	tt.front.apply(t)
 	if seen, _ = tt.backendsSeen(t, "http://"+frontIP+"/", 4); len(seen) != 2 {
 		t.Errorf("after re-pinning, requests reached %v", seen)
+	}
+}
+
+// serviceCert makes a self-signed certificate for every tier's name, as
+// an operator would put in the service's context; PEM certificate and key.
+func serviceCert(t testing.TB) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "shop service"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames:    []string{"webapp-backend", "webapp-database", "webapp-frontend"},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+}
+
+// TestWebappTLSFromContext runs the three tiers with TLS=YES and one
+// certificate for the service in the context (TLS_CERT_BASE64,
+// TLS_KEY_BASE64): every tier serves it and trusts it for its peers, the
+// key lands only in 0600 files, and a key that is not the certificate's is
+// refused before anything changes.
+func TestWebappTLSFromContext(t *testing.T) {
+	cert, key := serviceCert(t)
+	b64 := base64.StdEncoding.EncodeToString
+	tt := newThreeTier(t, "c"+strconv.Itoa(os.Getpid()%100000), tierOptions{backends: 2,
+		common: "TLS='YES'\nTLS_CERT_BASE64='" + b64(cert) + "'\nTLS_KEY_BASE64='" + b64(key) + "'\n"})
+	tt.applyAll(t)
+	seen, msg := tt.backendsSeen(t, "http://"+frontIP+"/", 4)
+	if len(seen) != 2 || msg != "hello from the database" {
+		t.Fatalf("over TLS with the context's certificate: backends %v, message %q", seen, msg)
+	}
+	for id, v := range map[string]*vm{"20": tt.db, "21": tt.backends[0], "30": tt.front} {
+		got, _ := os.ReadFile(filepath.Join(v.dir, "etc", "tls", "cert.pem"))
+		if !bytes.Equal(got, cert) {
+			t.Errorf("%s serves another certificate than the context's", v.name)
+		}
+		if fp, want := tt.lab.published(id), certFingerprint(t, filepath.Join(v.dir, "etc", "tls", "cert.pem")); fp != want {
+			t.Errorf("%s published %q, want %s", v.name, fp, want)
+		}
+	}
+	// The private key: only in the tiers' 0600 key files (PostgreSQL's
+	// copy is owned by its user).
+	keyLine := strings.Split(string(key), "\n")[1]
+	_ = filepath.Walk(tt.lab.base, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(keyLine)) {
+			if base := filepath.Base(p); base != "key.pem" && base != "one-context-server.key" || fi.Mode().Perm() != 0o600 {
+				t.Errorf("the private key is in %s (%v)", p, fi.Mode().Perm())
+			}
+		}
+		return nil
+	})
+
+	// Another key for the same certificate is refused, and nothing moves.
+	_, other := serviceCert(t)
+	b1 := tt.backends[0]
+	bad := tt.lab.newVM(t, b1.name, b1.ns, b1.ip, tt.common+"TLS_KEY_BASE64='"+b64(other)+"'\nROLE='backend'\nVMID='21'\n", nil, tt.svc)
+	if log, err := bad.run(t, false); err == nil || !strings.Contains(log, "TLS_KEY_BASE64 is not the key of TLS_CERT_BASE64") {
+		t.Errorf("a mismatched key: %v\n%s", err, log)
+	}
+	if got, _ := os.ReadFile(filepath.Join(b1.dir, "etc", "tls", "key.pem")); !bytes.Equal(got, key) {
+		t.Errorf("the refused key replaced the good one")
+	}
+	if left, _ := filepath.Glob(filepath.Join(b1.dir, "etc", "tls", "*.in")); len(left) > 0 {
+		t.Errorf("the refused pair left %v", left)
+	}
+	if seen, _ := tt.backendsSeen(t, "http://"+frontIP+"/", 4); len(seen) != 2 {
+		t.Errorf("after the refused key, requests reached %v", seen)
 	}
 }

@@ -178,13 +178,15 @@ tls_setup() {
 		if [ -z "${TLS_CERT_BASE64:-}" ] || [ -z "${TLS_KEY_BASE64:-}" ]; then
 			die "TLS_CERT_BASE64 and TLS_KEY_BASE64 go together"
 		fi
+		# Decoded into 0600 files beside the real ones, checked, then moved
+		# in; a refused pair leaves nothing behind.
 		(umask 077 && printf '%s' "$TLS_CERT_BASE64" | base64 -d > "$TLS_DIR/cert.in" 2>/dev/null) ||
-			die "TLS_CERT_BASE64 is not base64"
+			tls_refuse "TLS_CERT_BASE64 is not base64"
 		(umask 077 && printf '%s' "$TLS_KEY_BASE64" | base64 -d > "$TLS_DIR/key.in" 2>/dev/null) ||
-			die "TLS_KEY_BASE64 is not base64"
-		c_pub=$(openssl x509 -in "$TLS_DIR/cert.in" -noout -pubkey 2>/dev/null) || die "TLS_CERT_BASE64 is not a PEM certificate"
-		k_pub=$(openssl pkey -in "$TLS_DIR/key.in" -pubout 2>/dev/null) || die "TLS_KEY_BASE64 is not a PEM private key"
-		[ "$c_pub" = "$k_pub" ] || die "TLS_KEY_BASE64 is not the key of TLS_CERT_BASE64"
+			tls_refuse "TLS_KEY_BASE64 is not base64"
+		c_pub=$(openssl x509 -in "$TLS_DIR/cert.in" -noout -pubkey 2>/dev/null) || tls_refuse "TLS_CERT_BASE64 is not a PEM certificate"
+		k_pub=$(openssl pkey -in "$TLS_DIR/key.in" -pubout 2>/dev/null) || tls_refuse "TLS_KEY_BASE64 is not a PEM private key"
+		[ "$c_pub" = "$k_pub" ] || tls_refuse "TLS_KEY_BASE64 is not the key of TLS_CERT_BASE64"
 		TLS_CHANGED=$(put_file "$TLS_CERT_FILE" 0644 < "$TLS_DIR/cert.in")
 		TLS_CHANGED=$TLS_CHANGED$(put_file "$TLS_KEY_FILE" 0600 < "$TLS_DIR/key.in")
 		rm -f "$TLS_DIR/cert.in" "$TLS_DIR/key.in"
@@ -202,6 +204,11 @@ tls_setup() {
 		log "tls: generated a self-signed certificate for $1"
 	fi
 	TLS_FINGERPRINT=$(fingerprint "$TLS_CERT_FILE")
+}
+
+tls_refuse() {
+	rm -f "$TLS_DIR/cert.in" "$TLS_DIR/key.in"
+	die "$1"
 }
 
 # fingerprint FILE: SHA-256 fingerprint of the PEM certificate in FILE.
