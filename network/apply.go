@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/afero"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"one-contextd/context/settings"
 	"one-contextd/engine"
@@ -65,7 +66,10 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	nl := in.Netlink
 	sc := in.Sysctl
 	if nl == nil {
-		h, err := netlink.NewHandle()
+		// Route sockets only: a handle for every family would also open
+		// XFRM and netfilter sockets, which a kernel without those modules
+		// loaded (a cloud kernel at boot) refuses.
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return fmt.Errorf("network: netlink: %w", err)
 		}

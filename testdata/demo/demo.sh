@@ -45,6 +45,7 @@ printf 'root:x:0:0:root:/root:/bin/bash\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 printf 'root:*:19000:0:99999:7:::\n' >"$root/etc/shadow"
 printf 'root:*::\n' >"$root/etc/gshadow"
+printf 'root ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n' >"$root/etc/sudoers"
 chmod 0640 "$root/etc/shadow" "$root/etc/gshadow"
 printf '127.0.0.1\tlocalhost\n# a line of the image, kept as it is\n' >"$root/etc/hosts"
 cp /usr/share/zoneinfo/Europe/Prague "$root/usr/share/zoneinfo/Europe/Prague" 2>/dev/null || true
