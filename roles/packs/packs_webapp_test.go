@@ -570,3 +570,35 @@ func BenchmarkWebappThreeTier(b *testing.B) {
 		})
 	}
 }
+
+// TestWebappSingleMode runs the three tiers without a service (no OneGate):
+// each VM learns its peers from context variables alone (ALLOWED_CLIENTS,
+// DB_HOST, BACKEND_IPS) and the application answers through nginx.
+func TestWebappSingleMode(t *testing.T) {
+	tt := newThreeTier(t, "s"+strconv.Itoa(os.Getpid()%100000), tierOptions{backends: 2})
+	nic := func(ip string) string {
+		host, _ := strconv.Atoi(strings.TrimPrefix(ip, labNet))
+		return fmt.Sprintf("ETH0_MAC='02:00:0a:63:01:%02x'\nETH0_IP='%s'\nETH0_MASK='255.255.255.0'\n", host, ip)
+	}
+	single := func(v *vm, role, extra string, env []string) {
+		*v = *tt.lab.newVM(t, v.name, v.ns, v.ip, tt.common+nic(v.ip)+"ROLE='"+role+"'\n"+extra, env, nil)
+		v.in.Service = nil
+	}
+	single(tt.db, "database", "ALLOWED_CLIENTS='"+backendIP(1)+"/32 "+backendIP(2)+"/32'\n", tt.cluster.env())
+	for _, b := range tt.backends {
+		single(b, "backend", "DB_HOST='"+dbIP+"'\n", nil)
+	}
+	single(tt.front, "frontend", "BACKEND_IPS='"+backendIP(1)+" "+backendIP(2)+"'\n", nginxInstance(t, tt.front.dir))
+	tt.applyAll(t)
+	seen, msg := tt.backendsSeen(t, "http://"+frontIP+"/", 4)
+	if len(seen) != 2 || msg != "hello from the database" {
+		t.Fatalf("single mode: backends %v, message %q", seen, msg)
+	}
+	// Without a VMID the backends name themselves by address.
+	if seen[backendIP(1)] != 2 {
+		t.Errorf("answers by backend: %v", seen)
+	}
+	if tt.front.reconfigure(t) {
+		t.Errorf("single mode: reconfigure ran")
+	}
+}
