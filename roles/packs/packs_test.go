@@ -146,7 +146,7 @@ func node(t testing.TB, dir, contextSh string, c *cluster, svc *roles.Service) r
 			t.Fatal(err)
 		}
 	}
-	must(t, "cp", "-a", "postgresql/.", filepath.Join(rootDir, roles.ImageDir)+"/")
+	must(t, "cp", "-a", "lib/.", "postgresql/.", filepath.Join(rootDir, roles.ImageDir)+"/")
 	root, err := fsroot.New(rootDir)
 	if err != nil {
 		t.Fatal(err)

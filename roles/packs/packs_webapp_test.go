@@ -177,7 +177,7 @@ func (l *webLab) newVM(t testing.TB, name, ns, ip, contextSh string, env []strin
 			t.Fatal(err)
 		}
 	}
-	must(t, "cp", "-a", "postgresql/.", "webapp/.", filepath.Join(rootDir, roles.ImageDir)+"/")
+	must(t, "cp", "-a", "lib/.", "postgresql/.", "webapp/.", filepath.Join(rootDir, roles.ImageDir)+"/")
 	root, err := fsroot.New(rootDir)
 	if err != nil {
 		t.Fatal(err)
