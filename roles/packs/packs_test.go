@@ -76,6 +76,7 @@ func (c *cluster) env() []string {
 		"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
 		"PG_CLUSTER_CONF=" + c.conf, "PG_CLUSTER_DATA=" + c.data, "PG_CLUSTER_BIN=" + c.bin,
 		"PG_CLUSTER_PORT=" + strconv.Itoa(c.port), "PG_CLUSTER_SOCKET=" + c.sock,
+		"PACK_STATE_DIR=" + filepath.Join(c.dir, "state"), "TLS_DIR=" + filepath.Join(c.dir, "tls"),
 	}
 }
 

@@ -169,8 +169,10 @@ firewall_apply() {
 #    publishes through OneGate (tls_publish).
 tls_setup() {
 	TLS_CHANGED=''
+	# The folder is public (certificates and pinned peers' certificates are,
+	# and services running as another user read them); the key is 0600.
 	mkdir -p "$TLS_DIR"
-	chmod 0700 "$TLS_DIR"
+	chmod 0755 "$TLS_DIR"
 	TLS_CERT_FILE=$TLS_DIR/cert.pem
 	TLS_KEY_FILE=$TLS_DIR/key.pem
 	if [ -n "${TLS_CERT_BASE64:-}" ] || [ -n "${TLS_KEY_BASE64:-}" ]; then

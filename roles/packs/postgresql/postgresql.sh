@@ -24,10 +24,9 @@
 # The PG_* variables set here are read by the scripts that source this file.
 # shellcheck disable=SC2034
 
-set -eu
-
-log() { printf '%s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# The helpers every pack shares (log, die, firewall_apply, tls_*).
+# shellcheck source=../lib/packlib.sh
+. "$(dirname "$0")/../packlib.sh"
 
 pg_find() {
 	if [ -n "${PG_CLUSTER_DATA:-}" ]; then
@@ -153,5 +152,21 @@ ensure_database() {
 		"$db" "$owner" "$db" | psql_in postgres
 }
 
-# self_ip: this VM's address (OneGate's view, else ETH0_IP).
-self_ip() { printf '%s' "${ONECONTEXT_SELF_IP:-${ETH0_IP:-}}"; }
+# pg_tls NAME: with TLS=YES, the server's certificate and key (tls_setup:
+# from the context or generated, named NAME) copied into the configuration
+# directory, owned by the cluster's user (PostgreSQL refuses a key others
+# can read). Sets PG_SSL_CONF (lines for one-context.conf; empty without
+# TLS, which leaves the distribution's ssl setting alone), PG_HBA_TYPE
+# (hostssl with TLS: no connection without it, else host) and
+# PG_TLS_CHANGED ("changed" when the server's files changed: reload).
+pg_tls() {
+	PG_SSL_CONF='' PG_HBA_TYPE=host PG_TLS_CHANGED=''
+	is_yes "${TLS:-NO}" || return 0
+	tls_setup "$1"
+	PG_TLS_CHANGED=$(put_file "$PG_CONF/one-context-server.crt" 0644 "$PG_OWNER:" < "$TLS_CERT_FILE")
+	PG_TLS_CHANGED=$PG_TLS_CHANGED$(put_file "$PG_CONF/one-context-server.key" 0600 "$PG_OWNER:" < "$TLS_KEY_FILE")
+	PG_HBA_TYPE=hostssl
+	PG_SSL_CONF="ssl = on
+ssl_cert_file = '$PG_CONF/one-context-server.crt'
+ssl_key_file = '$PG_CONF/one-context-server.key'"
+}
