@@ -84,11 +84,19 @@ func newWebLab(t testing.TB, tag string) *webLab {
 	must(t, "ip", "-n", l.bridge, "link", "add", "br0", "type", "bridge")
 	must(t, "ip", "-n", l.bridge, "addr", "add", clientIP+"/24", "dev", "br0")
 	must(t, "ip", "-n", l.bridge, "link", "set", "br0", "up")
-	l.gate = filepath.Join(l.base, "onegate")
-	if err := os.WriteFile(l.gate, []byte(fakeOnegate), 0o755); err != nil {
+	l.gate = writeFakeOnegate(t, l.base)
+	return l
+}
+
+// writeFakeOnegate puts the stand-in onegate command in dir; what it
+// records goes to dir/gate.
+func writeFakeOnegate(t testing.TB, dir string) string {
+	t.Helper()
+	gate := filepath.Join(dir, "onegate")
+	if err := os.WriteFile(gate, []byte(fakeOnegate), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return l
+	return gate
 }
 
 // fakeOnegate stands in for the onegate command: "vm update --data K=V"
