@@ -240,3 +240,36 @@ func TestWebappTLSFromContext(t *testing.T) {
 		t.Errorf("after the refused key, requests reached %v", seen)
 	}
 }
+
+// TestPostgreSQLReplicationTLS runs the master and replica roles with
+// TLS=YES and generated certificates: the master publishes its
+// certificate's fingerprint, the replica pins it and streams over TLS
+// (sslmode=verify-ca), and the master accepts replication over TLS only.
+func TestPostgreSQLReplicationTLS(t *testing.T) {
+	p := newPGPair(t, "TLS='YES'\n")
+	p.apply(t)
+	if st := p.master.psql(t, "postgres", "SELECT r.state || ' ' || s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid);"); st != "streaming true" && st != "streaming t" {
+		t.Errorf("replication over TLS: %q", st)
+	}
+	gate := &webLab{base: p.base}
+	if got, want := gate.published("10"), certFingerprint(t, filepath.Join(p.master.dir, "tls", "cert.pem")); got != want {
+		t.Errorf("master published %q, its certificate is %s", got, want)
+	}
+	pinned := filepath.Join(p.replica.conf, "one-context-master.crt")
+	if got, want := certFingerprint(t, pinned), gate.published("10"); got != want {
+		t.Errorf("replica pinned %s, master published %s", got, want)
+	}
+	conf, _ := os.ReadFile(filepath.Join(p.replica.conf, "one-context.conf"))
+	if !strings.Contains(string(conf), "sslmode=verify-ca sslrootcert="+pinned) {
+		t.Errorf("replica's primary_conninfo:\n%s", conf)
+	}
+	hba, _ := os.ReadFile(filepath.Join(p.master.conf, "pg_hba.conf"))
+	if !strings.Contains(string(hba), "hostssl replication replicator 10.99.0.2/32 scram-sha-256") || strings.Contains(string(hba), "\nhost replication") {
+		t.Errorf("master pg_hba.conf:\n%s", hba)
+	}
+	// A second run of both roles keeps the standby streaming.
+	p.apply(t)
+	if st := p.master.psql(t, "postgres", "SELECT state FROM pg_stat_replication;"); st != "streaming" {
+		t.Errorf("after a second run: %q", st)
+	}
+}
