@@ -610,3 +610,93 @@ func TestWebappSingleMode(t *testing.T) {
 		t.Errorf("single mode: reconfigure ran")
 	}
 }
+
+// fakeSystemctl stands in for systemctl in the backend's systemd mode:
+// it records every call in $FAKE_SYSTEMD/calls, and "start"/"restart" of
+// a unit run the unit's ExecStart in the background with its
+// Environment= lines, %d being a private folder holding copies (0400) of
+// its LoadCredential= files, as systemd would pass them.
+const fakeSystemctl = `#!/bin/sh
+set -eu
+d=${FAKE_SYSTEMD:?}
+printf '%s\n' "$*" >> "$d/calls"
+case $1 in
+start | restart)
+	unit=$2
+	file=${WEBAPP_UNIT_DIR:?}/$unit
+	pid=$(cat "$d/$unit.pid" 2>/dev/null || true)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		[ "$1" = restart ] || exit 0
+		kill "$pid"
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+	fi
+	creds=$d/credentials
+	rm -rf "$creds"
+	mkdir -m 0700 "$creds"
+	sed -n 's/^LoadCredential=//p' "$file" | while IFS=: read -r name src; do
+		cp "$src" "$creds/$name"
+		chmod 0400 "$creds/$name"
+	done
+	envs=$(sed -n 's/^Environment=//p' "$file" | sed "s|%d|$creds|g")
+	cmd=$(sed -n 's/^ExecStart=//p' "$file")
+	# shellcheck disable=SC2086
+	env $envs setsid $cmd < /dev/null >> "$d/$unit.log" 2>&1 &
+	echo $! > "$d/$unit.pid" ;;
+esac
+`
+
+// TestWebappBackendSystemd runs the backend role in its systemd mode (the
+// mode of a VM booted with systemd) with TLS=YES, against a stand-in
+// systemctl: the unit passes systemd-analyze verify, the service started
+// from it reads the database with the pgpass credential and serves HTTPS
+// with the key credential, and a second run starts without reloading or
+// restarting anything.
+func TestWebappBackendSystemd(t *testing.T) {
+	if _, ok := runner.LookPath("systemd-analyze"); !ok {
+		t.Skip("systemd-analyze not found (package systemd)")
+	}
+	tt := newThreeTier(t, "d"+strconv.Itoa(os.Getpid()%100000), tierOptions{backends: 1, common: "TLS='YES'\n"})
+	b := tt.backends[0]
+	sd, bin, units := filepath.Join(b.dir, "systemd"), filepath.Join(b.dir, "bin"), filepath.Join(b.dir, "units")
+	for _, d := range []string{sd, bin, units} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(fakeSystemctl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopPid(t, "backend unit", pidFrom(filepath.Join(sd, "webapp-backend.service.pid"))) })
+	for i, kv := range b.in.BaseEnv {
+		switch {
+		case strings.HasPrefix(kv, "PATH="):
+			b.in.BaseEnv[i] = "PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin"
+		case strings.HasPrefix(kv, "WEBAPP_SERVICE_MANAGER="):
+			b.in.BaseEnv[i] = "WEBAPP_SERVICE_MANAGER=systemd"
+		}
+	}
+	b.in.BaseEnv = append(b.in.BaseEnv, "FAKE_SYSTEMD="+sd, "WEBAPP_UNIT_DIR="+units)
+
+	tt.db.apply(t)
+	b.apply(t)
+	unit := filepath.Join(units, "webapp-backend.service")
+	// It exits 0 on unknown keys: any message is a failure here.
+	if out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	if out, err := get(tt.front.ns, "https://"+b.ip+":8080/", "-k"); err != nil || out != "backend 21 ("+b.ip+"): hello from the database" {
+		t.Errorf("the unit's service answers %q %v\n%s", out, err, tailFile(filepath.Join(sd, "webapp-backend.service.log"), 5))
+	}
+	calls := func() string { data, _ := os.ReadFile(filepath.Join(sd, "calls")); return string(data) }
+	if got, want := calls(), "daemon-reload\nenable -q webapp-backend.service\nrestart webapp-backend.service\n"; got != want {
+		t.Errorf("first run: systemctl calls\n%s\nwant\n%s", got, want)
+	}
+	pid := pidFrom(filepath.Join(sd, "webapp-backend.service.pid"))
+	b.apply(t)
+	if got, want := calls(), "daemon-reload\nenable -q webapp-backend.service\nrestart webapp-backend.service\nenable -q webapp-backend.service\nstart webapp-backend.service\n"; got != want {
+		t.Errorf("second run: systemctl calls\n%s", got)
+	}
+	if p := pidFrom(filepath.Join(sd, "webapp-backend.service.pid")); p != pid || !alive(p) {
+		t.Errorf("second run: service pid %d → %d", pid, p)
+	}
+}
