@@ -524,6 +524,20 @@ func TestWebappThreeTier(t *testing.T) {
 			t.Errorf("after the scale, 9 requests reached %v: not backend %d", got, i)
 		}
 	}
+
+	// An upstream list nginx rejects (a port out of range) fails the role
+	// and leaves the last good list serving.
+	good, _ := os.ReadFile(site)
+	bad := tt.lab.newVM(t, "front", tt.front.ns, frontIP, tt.common+"BACKEND_PORT='99999'\nROLE='frontend'\nVMID='30'\n", nginxInstance(t, tt.front.dir), tt.svc)
+	if log, err := bad.run(t, false); err == nil || !strings.Contains(log, "nginx rejects the new upstream list; the old one is kept") {
+		t.Errorf("a rejected upstream list: %v\n%s", err, log)
+	}
+	if now, _ := os.ReadFile(site); !bytes.Equal(now, good) {
+		t.Errorf("the rejected list replaced the good one:\n%s", now)
+	}
+	if got, _ := tt.backendsSeen(t, "http://"+frontIP+"/", 3); len(got) != 3 {
+		t.Errorf("after the rejected list nginx reaches %v", got)
+	}
 }
 
 // checkSecretFiles fails when the secret is in any file under dir but the
