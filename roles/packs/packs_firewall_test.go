@@ -147,7 +147,8 @@ type pgPair struct {
 	inM, inR        roles.Input
 	nsM, nsR        string
 	port            int
-	base, gate      string
+	base            string
+	gate            *labGate
 }
 
 func newPGPair(t testing.TB, common string) *pgPair {
@@ -163,8 +164,8 @@ func newPGPair(t testing.TB, common string) *pgPair {
 	for d := p.base; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
 		_ = os.Chmod(d, 0o755)
 	}
-	p.gate = writeFakeOnegate(t, p.base)
 	p.nsM, p.nsR = netnsPair(t)
+	p.gate = startGate(t, p.nsM, "10.99.0.1:5030", p.base)
 	p.port = 20000 + (os.Getpid()+13)%20000
 	p.master = newCluster(t, bin, filepath.Join(p.base, "master"), p.nsM, p.port, uid, gid)
 	p.replica = newCluster(t, bin, filepath.Join(p.base, "replica"), p.nsR, p.port+1, uid, gid)
@@ -172,11 +173,12 @@ func newPGPair(t testing.TB, common string) *pgPair {
 		{Name: "master", Cardinality: 1, Nodes: []roles.Node{{VMID: "10", IPs: []string{"10.99.0.1"}, Ready: true}}},
 		{Name: "replica", Cardinality: 1, Parents: []string{"master"}, Nodes: []roles.Node{{VMID: "11", IPs: []string{"10.99.0.2"}}}},
 	}}
+	p.gate.setService(t, svc)
 	common = "REPLICATION_PASSWORD='r3pl-pw'\nDB_NAME='appdb'\n" + common
 	p.inM = node(t, filepath.Join(p.base, "vm-master"), common+"ROLE='master'\nVMID='10'\n", p.master, svc)
 	p.inR = node(t, filepath.Join(p.base, "vm-replica"), common+"ROLE='replica'\nVMID='11'\nMASTER_PORT='"+strconv.Itoa(p.port)+"'\n", p.replica, svc)
 	for _, in := range []*roles.Input{&p.inM, &p.inR} {
-		in.BaseEnv = append(in.BaseEnv, "ONEGATE_CMD="+p.gate)
+		in.BaseEnv = append(in.BaseEnv, p.gate.env()...)
 	}
 	return p
 }

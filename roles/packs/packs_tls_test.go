@@ -43,31 +43,9 @@ func certFingerprint(t testing.TB, file string) string {
 	return strings.Join(parts, ":")
 }
 
-// published is the last TLS_FINGERPRINT the VM sent through onegate.
-func (l *webLab) published(vmid string) string {
-	data, _ := os.ReadFile(filepath.Join(l.base, "gate", "vm-"+vmid))
-	var last string
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "TLS_FINGERPRINT="); ok {
-			last = v
-		}
-	}
-	return last
-}
-
-func (l *webLab) publish(t testing.TB, vmid, fp string) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(l.base, "gate", "vm-"+vmid), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fmt.Fprintf(f, "TLS_FINGERPRINT=%s\n", fp)
-}
-
 // TestWebappTLS runs the three tiers with TLS=YES and generated
-// certificates: each VM publishes its certificate's fingerprint through
-// (a recording stand-in for) onegate, nginx reaches the backends over
+// certificates: each VM publishes its certificate's fingerprint with the
+// onegate command to a fake OneGate, nginx reaches the backends over
 // HTTPS verifying their pinned certificates, the backends reach the
 // database with sslmode=verify-ca and pg_hba.conf allows TLS only. A
 // backend whose certificate does not match what it published is refused,
@@ -90,7 +68,7 @@ func TestWebappTLS(t *testing.T) {
 	vms := map[string]*vm{"20": tt.db, "21": tt.backends[0], "22": tt.backends[1], "30": tt.front}
 	for id, v := range vms {
 		cert := filepath.Join(v.dir, "etc", "tls", "cert.pem")
-		if got, want := tt.lab.published(id), certFingerprint(t, cert); got != want {
+		if got, want := tt.lab.gate.published(id), certFingerprint(t, cert); got != want {
 			t.Errorf("%s published %q, its certificate is %s", v.name, got, want)
 		}
 		key := filepath.Join(v.dir, "etc", "tls", "key.pem")
@@ -124,14 +102,14 @@ func TestWebappTLS(t *testing.T) {
 	}
 
 	// A backend whose certificate is not the one it published is refused.
-	good := tt.lab.published("22")
-	tt.lab.publish(t, "22", strings.Repeat("00:", 31)+"00")
+	good := tt.lab.gate.published("22")
+	tt.lab.gate.publish(t, "22", strings.Repeat("00:", 31)+"00")
 	if log, err := tt.front.run(t, false); err == nil {
 		t.Errorf("frontend trusted a backend with a wrong published fingerprint")
 	} else if !strings.Contains(log, "published 00:00:") || !strings.Contains(log, "not trusted") {
 		t.Errorf("frontend's refusal does not say why:\n%s", log)
 	}
-	tt.lab.publish(t, "22", good)
+	tt.lab.gate.publish(t, "22", good)
 	tt.front.apply(t)
 
 	// Backend 2 makes a new certificate (and publishes it); nginx, still
@@ -141,7 +119,7 @@ func TestWebappTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2.apply(t)
-	if tt.lab.published("22") == good {
+	if tt.lab.gate.published("22") == good {
 		t.Fatalf("backend 2 did not publish its new certificate")
 	}
 	seen, _ = tt.backendsSeen(t, "http://"+frontIP+"/", 4)
@@ -204,7 +182,7 @@ func TestWebappTLSFromContext(t *testing.T) {
 		if !bytes.Equal(got, cert) {
 			t.Errorf("%s serves another certificate than the context's", v.name)
 		}
-		if fp, want := tt.lab.published(id), certFingerprint(t, filepath.Join(v.dir, "etc", "tls", "cert.pem")); fp != want {
+		if fp, want := tt.lab.gate.published(id), certFingerprint(t, filepath.Join(v.dir, "etc", "tls", "cert.pem")); fp != want {
 			t.Errorf("%s published %q, want %s", v.name, fp, want)
 		}
 	}
@@ -251,7 +229,7 @@ func TestPostgreSQLReplicationTLS(t *testing.T) {
 	if st := p.master.psql(t, "postgres", "SELECT r.state || ' ' || s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid);"); st != "streaming true" && st != "streaming t" {
 		t.Errorf("replication over TLS: %q", st)
 	}
-	gate := &webLab{base: p.base}
+	gate := p.gate
 	if got, want := gate.published("10"), certFingerprint(t, filepath.Join(p.master.dir, "tls", "cert.pem")); got != want {
 		t.Errorf("master published %q, its certificate is %s", got, want)
 	}

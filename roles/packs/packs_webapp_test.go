@@ -43,7 +43,7 @@ type webLab struct {
 	tag    string
 	base   string // t.TempDir(), readable by postgres
 	bridge string // namespace of the bridge and the client
-	gate   string // the fake onegate command
+	gate   *labGate
 	bin    string // PostgreSQL's bin directory
 	pgUID  int
 	pgGID  int
@@ -68,7 +68,7 @@ func webappTools(t testing.TB) *webLab {
 	return l
 }
 
-// newWebLab makes the bridge namespace and the fake onegate command.
+// newWebLab makes the bridge namespace, with a fake OneGate on it.
 func newWebLab(t testing.TB, tag string) *webLab {
 	t.Helper()
 	l := webappTools(t)
@@ -84,42 +84,9 @@ func newWebLab(t testing.TB, tag string) *webLab {
 	must(t, "ip", "-n", l.bridge, "link", "add", "br0", "type", "bridge")
 	must(t, "ip", "-n", l.bridge, "addr", "add", clientIP+"/24", "dev", "br0")
 	must(t, "ip", "-n", l.bridge, "link", "set", "br0", "up")
-	l.gate = writeFakeOnegate(t, l.base)
+	l.gate = startGate(t, l.bridge, clientIP+":5030", l.base)
 	return l
 }
-
-// writeFakeOnegate puts the stand-in onegate command in dir; what it
-// records goes to dir/gate.
-func writeFakeOnegate(t testing.TB, dir string) string {
-	t.Helper()
-	gate := filepath.Join(dir, "onegate")
-	if err := os.WriteFile(gate, []byte(fakeOnegate), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return gate
-}
-
-// fakeOnegate stands in for the onegate command: "vm update --data K=V"
-// appends K=V to gate/vm-<VMID>, "vm show ID --json" answers the VM's
-// USER_TEMPLATE with the last TLS_FINGERPRINT set, every call is logged.
-const fakeOnegate = `#!/bin/sh
-set -eu
-dir=$(dirname "$0")/gate
-mkdir -p "$dir"
-printf '%s\n' "$*" >> "$dir/calls"
-case "$1 $2" in
-"vm update")
-	shift 2
-	id=${VMID:?}
-	if [ "$1" != --data ]; then id=$1; shift; fi
-	[ "$1" = --data ]
-	printf '%s\n' "$2" >> "$dir/vm-$id" ;;
-"vm show")
-	fp=$(sed -n 's/^TLS_FINGERPRINT=//p' "$dir/vm-$3" 2>/dev/null | tail -n 1)
-	printf '{"VM":{"ID":"%s","USER_TEMPLATE":{"TLS_FINGERPRINT":"%s"}}}\n' "$3" "$fp" ;;
-*) echo "fake onegate: $*: not supported" >&2; exit 1 ;;
-esac
-`
 
 // addVM makes the VM's namespace with eth0 at ip on the bridge.
 func (l *webLab) addVM(t testing.TB, name, ip string) string {
@@ -138,12 +105,17 @@ func (l *webLab) addVM(t testing.TB, name, ip string) string {
 // deleteNetns removes a namespace after checking that the test left no
 // process in it (the tiers' cleanups, registered later, have run).
 func (l *webLab) deleteNetns(t testing.TB, ns string) {
-	if pids, _ := exec.Command("ip", "netns", "pids", ns).Output(); len(strings.TrimSpace(string(pids))) > 0 {
-		t.Errorf("processes left in namespace %s: %s", ns, strings.Fields(string(pids)))
-		for _, p := range strings.Fields(string(pids)) {
-			if pid, err := strconv.Atoi(p); err == nil {
-				_ = killPid(pid)
-			}
+	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
+	var left []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+			left = append(left, pid)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("processes left in namespace %s: %v", ns, left)
+		for _, pid := range left {
+			_ = killPid(pid)
 		}
 	}
 	_ = exec.Command("ip", "netns", "delete", ns).Run()
@@ -164,15 +136,14 @@ type vm struct {
 }
 
 // env is what every tier's scripts get besides the context: where the
-// pack's files go for this VM, and the fake onegate.
+// pack's files go for this VM, and the fake OneGate.
 func (l *webLab) env(dir string) []string {
-	return []string{
+	return append([]string{
 		"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
 		"WEBAPP_CONF_DIR=" + filepath.Join(dir, "etc"),
 		"WEBAPP_STATE_DIR=" + filepath.Join(dir, "state"),
 		"WEBAPP_SERVICE_MANAGER=direct", // never a unit on the test machine
-		"ONEGATE_CMD=" + l.gate,
-	}
+	}, l.gate.env()...)
 }
 
 // newVM installs both packs in a fresh root and builds the role input.
@@ -231,6 +202,7 @@ func newThreeTier(t testing.TB, tag string, o tierOptions) *threeTier {
 		{Name: "backend", Cardinality: o.backends, Parents: []string{"database"}},
 		{Name: "frontend", Cardinality: 1, Parents: []string{"backend"}, Nodes: []roles.Node{{VMID: "30", IPs: []string{frontIP}, Ready: true}}},
 	}}
+	l.gate.setService(t, tt.svc)
 	tt.common = "DB_NAME='shop'\nDB_USER='shop_app'\nDB_PASSWORD=" + shvars.Quote(webappPW) + "\n" + o.common
 	nsDB := l.addVM(t, "db", dbIP)
 	tt.cluster = newCluster(t, l.bin, filepath.Join(l.base, "db", "pg"), nsDB, 5432, l.pgUID, l.pgGID)
@@ -256,6 +228,7 @@ func (tt *threeTier) addBackend(t testing.TB) *vm {
 	role := tt.svc.Role("backend")
 	role.Nodes = append(role.Nodes, roles.Node{VMID: backendVMID(i), IPs: []string{ip}, Ready: true})
 	role.Cardinality = max(role.Cardinality, i)
+	tt.lab.gate.setService(t, tt.svc)
 	b := tt.lab.newVM(t, name, ns, ip, tt.common+"ROLE='backend'\nVMID='"+backendVMID(i)+"'\n", nil, tt.svc)
 	t.Cleanup(func() { stopBackend(t, b.dir) })
 	tt.backends = append(tt.backends, b)
