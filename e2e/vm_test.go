@@ -134,7 +134,13 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
-	logPath := filepath.Join(t.TempDir(), "serial.log")
+	// ONE_CONTEXTD_E2E_SERIAL_DIR keeps every serial log for a look after
+	// the run; by default they go with the test's temporary directory.
+	logDir := t.TempDir()
+	if d := os.Getenv("ONE_CONTEXTD_E2E_SERIAL_DIR"); d != "" {
+		logDir = d
+	}
+	logPath := filepath.Join(logDir, strings.NewReplacer("/", "_").Replace(t.Name())+"-"+time.Now().Format("150405.000")+".serial.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -171,10 +171,18 @@ func TestNotifyOnlyWhenTheServiceRuns(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "run/systemd/system"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// systemd without a D-Bus system bus: no hostnamed to tell, NM is told.
+	_ = notify(context.Background(), r, in, "web-01")
+	if err := os.MkdirAll(filepath.Join(dir, "run/dbus"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "run/dbus/system_bus_socket"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	_ = notify(context.Background(), r, in, "web-01")
 	in.LookPath = func(string) (string, bool) { return "", false }
 	_ = notify(context.Background(), r, in, "web-01")
-	want := []string{"nmcli general hostname web-01", "hostnamectl set-hostname --static web-01"}
+	want := []string{"nmcli general hostname web-01", "nmcli general hostname web-01", "hostnamectl set-hostname --static web-01"}
 	if got := fake.Commands(); !slices.Equal(got, want) {
 		t.Errorf("calls %v, want %v", got, want)
 	}
@@ -227,5 +235,22 @@ func utsChild(dir string) {
 		}
 		k, _ := UnixKernel{}.Hostname()
 		fmt.Printf("%s: kernel=%s changes=%d\n", run, k, len(rec.Changes))
+	}
+}
+
+func TestNotifyFailureIsAProblemNotAFailure(t *testing.T) {
+	dir := t.TempDir()
+	root, _ := fsroot.New(dir)
+	for _, d := range []string{"run/systemd/system", "run/dbus"} {
+		_ = os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "run/dbus/system_bus_socket"), nil, 0o666)
+	fake := &runner.Fake{Handler: func(c runner.Cmd) (runner.Result, error) {
+		return runner.Result{ExitCode: 1}, &runner.ExitError{Cmd: c.String(), Code: 1, Stderr: "Failed to connect to bus"}
+	}}
+	r, rec := engine.NewTestRecorder()
+	err := notify(context.Background(), r, Input{Root: root, Run: fake, LookPath: func(string) (string, bool) { return "/x", true }}, "web-01")
+	if err != nil || len(rec.Problems) != 1 || !strings.Contains(rec.Problems[0], "SET_HOSTNAME") {
+		t.Errorf("err %v, problems %v", err, rec.Problems)
 	}
 }

@@ -232,8 +232,10 @@ func TestBadKeysAreProblemsAndTheOthersInstalled(t *testing.T) {
 	f := newFixture(t)
 	// Passes the Go pre-check (type and embedded type agree) but holds no
 	// key material: only ssh-keygen can tell.
-	blob := append([]byte{0, 0, 0, 11}, "ssh-ed25519"...)
-	truncated := "ssh-ed25519 " + base64.StdEncoding.EncodeToString(blob) + " truncated"
+	// (An Ed25519 key has a fixed size the pre-check knows; an RSA key's
+	// parts do not.)
+	blob := append([]byte{0, 0, 0, 7}, "ssh-rsa"...)
+	truncated := "ssh-rsa " + base64.StdEncoding.EncodeToString(blob) + " truncated"
 	c := guesttest.Context(t, map[string]string{
 		"SSH_PUBLIC_KEY": keyAlice + "\nssh-ed25519 !!!not-base64!!!\n" + truncated + "\nnot a key at all\n" + keyOps,
 		"EC2_PUBLIC_KEY": "ssh-rsa " + base64.StdEncoding.EncodeToString(append([]byte{0, 0, 0, 11}, "ssh-ed25519"...)),
