@@ -134,6 +134,29 @@ func TestWebappTLS(t *testing.T) {
 	if seen, _ = tt.backendsSeen(t, "http://"+frontIP+"/", 4); len(seen) != 2 {
 		t.Errorf("after re-pinning, requests reached %v", seen)
 	}
+
+	// Scale up: the new backend pins the database and publishes its own
+	// certificate; the database's reconfigure lets it in, the frontend's
+	// pins it.
+	b3 := tt.addBackend(t)
+	b3.apply(t)
+	for _, v := range []*vm{tt.db, tt.front} {
+		if !v.reconfigure(t) {
+			t.Fatalf("%s: reconfigure did not run after the scale", v.name)
+		}
+	}
+	var got map[string]int
+	for i := 0; i < 20 && len(got) < 3; i++ {
+		got, _ = tt.backendsSeen(t, "http://"+frontIP+"/", 6)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(got) != 3 {
+		t.Errorf("after the scale over TLS, requests reached %v\nnginx:\n%s", got, grepFile(filepath.Join(tt.front.dir, "nginx", "error.log"), "emerg", "alert", "crit", "error", "signal", "reconfiguring", "start worker", "exit"))
+	}
+	pinned, _ := os.ReadFile(bundle)
+	if n := bytes.Count(pinned, []byte("BEGIN CERTIFICATE")); n != 3 {
+		t.Errorf("the frontend pins %d certificates, want 3", n)
+	}
 }
 
 // serviceCert makes a self-signed certificate for every tier's name, as
@@ -250,4 +273,18 @@ func TestPostgreSQLReplicationTLS(t *testing.T) {
 	if st := p.master.psql(t, "postgres", "SELECT state FROM pg_stat_replication;"); st != "streaming" {
 		t.Errorf("after a second run: %q", st)
 	}
+}
+
+func grepFile(path string, words ...string) string {
+	data, _ := os.ReadFile(path)
+	var keep []string
+	for _, l := range strings.Split(string(data), "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				keep = append(keep, l)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n")
 }

@@ -511,6 +511,26 @@ func TestWebappThreeTier(t *testing.T) {
 	if got, _ := tt.backendsSeen(t, "http://"+frontIP+"/", 3); len(got) != 3 {
 		t.Errorf("after the rejected list nginx reaches %v", got)
 	}
+
+	// Scale down 3 → 2: OneFlow terminates backend 3; the database and
+	// the frontend drop it.
+	stopBackend(t, b3.dir)
+	role := tt.svc.Role("backend")
+	role.Nodes, role.Cardinality = role.Nodes[:2], 2
+	tt.lab.gate.setService(t, tt.svc)
+	for _, v := range []*vm{tt.db, tt.front} {
+		if !v.reconfigure(t) {
+			t.Fatalf("%s: reconfigure did not run after the scale-down", v.name)
+		}
+	}
+	conf, _ = os.ReadFile(site)
+	hba, _ = os.ReadFile(filepath.Join(tt.cluster.conf, "pg_hba.conf"))
+	if strings.Contains(string(conf), backendIP(3)) || strings.Contains(string(hba), backendIP(3)) {
+		t.Errorf("backend 3 is still in the upstream list or pg_hba.conf:\n%s\n%s", conf, hba)
+	}
+	if got, _ := tt.backendsSeen(t, "http://"+frontIP+"/", 6); len(got) != 2 || got[backendKey(1)] == 0 || got[backendKey(2)] == 0 {
+		t.Errorf("after the scale-down 6 requests reached %v", got)
+	}
 }
 
 // checkSecretFiles fails when the secret is in any file under dir but the
