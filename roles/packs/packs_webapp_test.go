@@ -707,3 +707,39 @@ func TestWebappBackendSystemd(t *testing.T) {
 		t.Errorf("second run: service pid %d → %d", pid, p)
 	}
 }
+
+// TestWebappBadInput runs roles with broken contexts: each fails with a
+// message naming the problem, before starting anything (the namespace
+// must be empty at the end) and without the password in its log.
+func TestWebappBadInput(t *testing.T) {
+	l := newWebLab(t, "x"+strconv.Itoa(os.Getpid()%100000))
+	ns := l.addVM(t, "bad", backendIP(1))
+	svc := &roles.Service{ID: "9", Roles: []roles.Role{{Name: "backend", Nodes: []roles.Node{{VMID: "21", IPs: []string{backendIP(1)}, Ready: true}}}}}
+	l.gate.setService(t, svc)
+	pgEnv := []string{"PG_CLUSTER_DATA=/nonexistent", "PG_CLUSTER_BIN=/nonexistent"} // never reached
+	base := "VMID='21'\nDB_NAME='shop'\nDB_USER='shop_app'\nDB_PASSWORD=" + shvars.Quote(webappPW) + "\nDB_HOST='" + dbIP + "'\n"
+	for _, c := range []struct {
+		name, role, context, want string
+	}{
+		{"no password", "backend", "VMID='21'\nDB_NAME='shop'\nDB_USER='shop_app'\nDB_HOST='" + dbIP + "'\n", "DB_PASSWORD is not set"},
+		{"SQL in a name", "database", base + "DB_NAME='shop; DROP TABLE x'\n", "is not a plain identifier"},
+		{"shell in an address", "frontend", base + "BACKEND_IPS='10.99.1.11;touch /tmp/x'\n", "is not an IPv4 address"},
+		{"bad firewall address", "backend", base + "FIREWALL='YES'\nFIREWALL_ALLOW='10.0.0.0/8 evil'\n", `is not an IPv4 address or CIDR`},
+		{"certificate without key", "backend", base + "TLS='YES'\nTLS_CERT_BASE64='" + "bm90IGEgY2VydA==" + "'\n", "TLS_CERT_BASE64 and TLS_KEY_BASE64 go together"},
+		{"not base64", "backend", base + "TLS='YES'\nTLS_CERT_BASE64='@@@'\nTLS_KEY_BASE64='@@@'\n", "TLS_CERT_BASE64 is not base64"},
+		{"unknown service manager", "backend", base, "auto, systemd or direct"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := pgEnv
+			if c.name == "unknown service manager" {
+				env = append(env, "WEBAPP_SERVICE_MANAGER=upstart")
+			}
+			v := l.newVM(t, "bad-"+strings.ReplaceAll(c.name, " ", "-"), ns, backendIP(1), c.context+"ROLE='"+c.role+"'\n", env, svc)
+			v.in.Service = nil
+			log, err := v.run(t, false)
+			if err == nil || !strings.Contains(log, c.want) {
+				t.Errorf("%v; want a failure saying %q:\n%s", err, c.want, log)
+			}
+		})
+	}
+}
