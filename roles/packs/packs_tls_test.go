@@ -101,6 +101,28 @@ func TestWebappTLS(t *testing.T) {
 		t.Errorf("backend.env:\n%s", env)
 	}
 
+	// A second run of every role changes nothing: the certificates stay,
+	// the backends keep running, nginx's site file is not rewritten.
+	pid := pidFrom(filepath.Join(b1.dir, "state", "backend.pid"))
+	site := filepath.Join(tt.front.dir, "nginx", "conf.d", "one-context-webapp.conf")
+	before, _ := os.Stat(site)
+	fps := map[string]string{}
+	for id := range vms {
+		fps[id] = tt.lab.gate.published(id)
+	}
+	tt.applyAll(t)
+	if after, _ := os.Stat(site); !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("second run rewrote %s", site)
+	}
+	if p := pidFrom(filepath.Join(b1.dir, "state", "backend.pid")); p != pid || !alive(p) {
+		t.Errorf("second run: backend pid %d → %d", pid, p)
+	}
+	for id, v := range vms {
+		if got := certFingerprint(t, filepath.Join(v.dir, "etc", "tls", "cert.pem")); got != fps[id] {
+			t.Errorf("second run: %s has a new certificate", v.name)
+		}
+	}
+
 	// A backend whose certificate is not the one it published is refused.
 	good := tt.lab.gate.published("22")
 	tt.lab.gate.publish(t, "22", strings.Repeat("00:", 31)+"00")
