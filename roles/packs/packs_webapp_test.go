@@ -581,6 +581,12 @@ func BenchmarkWebappThreeTier(b *testing.B) {
 					time.Sleep(10 * time.Millisecond)
 				}
 				b.StopTimer()
+				// The next iteration runs alone (cleanups recheck at the end).
+				stopNginx(b, tt.front.dir)
+				for _, v := range tt.backends {
+					stopBackend(b, v.dir)
+				}
+				tt.cluster.stop()
 			}
 		})
 	}
