@@ -337,6 +337,10 @@ func reload(ctx context.Context, r *engine.Recorder, in Input, t render.Type) er
 		}
 		cmd = runner.Cmd{Name: "nmcli", Args: []string{"connection", "reload"}}
 	case render.Interfaces:
+		if ifaces, _ := afero.Glob(in.Root.Fs(), "/run/network/ifstate*"); len(ifaces) == 0 {
+			r.Note("ifupdown has not brought anything up yet; networking.service reads the new files when it starts")
+			return nil
+		}
 		if hasTool(in.Root, "ifreload") {
 			cmd = runner.Cmd{Name: "ifreload", Args: []string{"-a"}}
 		} else {

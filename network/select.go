@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/afero"
+
 	"one-contextd/context/settings"
 	"one-contextd/fsroot"
 	"one-contextd/network/model"
@@ -145,7 +147,45 @@ func managing(r *fsroot.Root, links []model.Link) map[render.Type]int {
 			out[render.Interfaces]++
 		}
 	}
+	if len(out) > 0 {
+		return out
+	}
+	// Nothing runs yet: the local stage runs before every manager starts.
+	// The manager systemd will start is the one whose unit is enabled.
+	for unit, t := range map[string]render.Type{
+		"networking.service":       render.Interfaces,
+		"systemd-networkd.service": render.Networkd,
+		"NetworkManager.service":   render.NM,
+	} {
+		if enabled(r, unit) {
+			out[t] = 1
+		}
+	}
+	// netplan hands its files to networkd or NetworkManager; an image
+	// that has netplan configured uses it for whichever of them is enabled.
+	if (out[render.Networkd] > 0 || out[render.NM] > 0) && hasTool(r, "netplan") && hasOwnNetplanFile(r) {
+		out[render.Netplan] = 1
+	}
 	return out
+}
+
+// enabled reports whether a systemd unit is enabled under the root: a link
+// in some .wants directory of /etc/systemd/system.
+func enabled(r *fsroot.Root, unit string) bool {
+	matches, _ := afero.Glob(r.Fs(), "/etc/systemd/system/*.wants/"+unit)
+	return len(matches) > 0
+}
+
+// hasOwnNetplanFile reports whether the image has a netplan file of its
+// own (not the agent's).
+func hasOwnNetplanFile(r *fsroot.Root) bool {
+	matches, _ := afero.Glob(r.Fs(), "/etc/netplan/*.yaml")
+	for _, m := range matches {
+		if !strings.HasSuffix(m, "/50-one-context.yaml") {
+			return true
+		}
+	}
+	return false
 }
 
 // Selection is the chosen manager and how it was chosen.

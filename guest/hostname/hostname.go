@@ -139,8 +139,8 @@ func Decide(ctx context.Context, r *engine.Recorder, in Input) Decision {
 	d.HostsIP = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	if ip, err := firstIP(ctx); err == nil {
 		// This lookup only picks the address of the /etc/hosts line, so a
-		// DNS server that does not answer costs at most 2 s of the boot.
-		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		// DNS server that does not answer costs at most 1 s of the boot.
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		addrs, err := resolver.LookupHost(lctx, d.Name)
 		cancel()
 		if err == nil && len(addrs) == 1 && addrs[0] == ip.String() {
