@@ -77,6 +77,8 @@ func (s *session) localSteps() []engine.Step {
 
 func (s *session) networkSteps() []engine.Step {
 	return []engine.Step{
+		// What the network manager made of the local stage's files.
+		{Name: "network-verify", Needs: []string{stepContext}, Run: s.networkVerify},
 		{Name: "hostname", Needs: []string{stepContext}, Run: s.hostname},
 		{Name: "hosts", Needs: []string{"hostname"}, Run: s.hosts},
 		{Name: "medium-files", Needs: []string{stepMedium}, Run: s.copyMedium},
@@ -289,11 +291,22 @@ func (s *session) scripts(ctx context.Context, r *engine.Recorder) error {
 	})
 }
 
-func (s *session) network(ctx context.Context, r *engine.Recorder) error {
-	return network.Apply(ctx, r, network.Input{
+func (s *session) networkInput() network.Input {
+	return network.Input{
 		Settings: s.ctx.Network, OneGate: s.ctx.OneGate, Root: s.opt.Root, Run: s.opt.Run, Netlink: s.opt.Netlink,
 		NetcfgType: s.opt.Netcfg, Changed: s.change != state.Unchanged, Domain: s.ctx.Identity.Domain(),
-	})
+	}
+}
+
+func (s *session) network(ctx context.Context, r *engine.Recorder) error {
+	return network.Apply(ctx, r, s.networkInput())
+}
+
+func (s *session) networkVerify(ctx context.Context, r *engine.Recorder) error {
+	if len(s.ctx.Network.NICs) == 0 {
+		return engine.Skip("no NIC in the context")
+	}
+	return network.Verify(ctx, r, s.networkInput())
 }
 
 func (s *session) roles(ctx context.Context, r *engine.Recorder) error {

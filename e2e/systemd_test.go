@@ -41,7 +41,7 @@ func systemdBoot(t testing.TB, nm, contextISOPath, port string, overlay string) 
 // context (reconfigured) and a third time with the same one (no changes).
 func TestSystemdBoot(t *testing.T) {
 	need(t, "qemu-system-x86_64", "qemu-img", "xorriso", "socat", "mmdebstrap", "mkfs.ext4", "dpkg-deb")
-	for _, nm := range []string{"ifupdown", "networkd"} {
+	for _, nm := range []string{"ifupdown", "networkd", "nm"} {
 		t.Run(nm, func(t *testing.T) {
 			g, port := gate(t)
 			image, _, _ := lab.systemdImage(t, nm)

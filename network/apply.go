@@ -115,25 +115,34 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		return fmt.Errorf("network: %w", err)
 	}
 
-	owned, err := loadOwned(in.Root)
-	if err != nil {
-		r.Problem("", "network: %v; starting with no record of own addresses", err)
-	}
-	res, err := kernel.Apply(nl, sc, m, owned)
-	if err != nil {
-		return fmt.Errorf("network: %w", err)
-	}
-	for _, c := range res.Changes {
-		r.Change("%s", c)
-	}
-	for _, p := range res.Problems {
-		r.Problem(p.Var, "%s", p.Msg)
-	}
-	if sc == nil && len(m.Sysctls) > 0 {
-		r.Note("sysctls for IPv6 disable are only persisted (not the running system's namespace)")
-	}
-	if err := saveOwned(in.Root, res.Owned); err != nil {
-		return fmt.Errorf("network: %w", err)
+	// ifupdown's "inet static" runs `ip addr add`, which fails on an
+	// address that is already there, and networking.service fails with
+	// it. Before ifupdown has run (the local stage at boot) the kernel is
+	// left to it; once it runs, the agent converges the kernel as usual.
+	leaveToIfupdown := sel.Type == render.Interfaces && !ifupdownRan(in.Root)
+	if leaveToIfupdown {
+		r.Note("ifupdown has not run yet: networking.service brings the NICs up from the written files")
+	} else {
+		owned, err := loadOwned(in.Root)
+		if err != nil {
+			r.Problem("", "network: %v; starting with no record of own addresses", err)
+		}
+		res, err := kernel.Apply(nl, sc, m, owned)
+		if err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+		for _, c := range res.Changes {
+			r.Change("%s", c)
+		}
+		for _, p := range res.Problems {
+			r.Problem(p.Var, "%s", p.Msg)
+		}
+		if sc == nil && len(m.Sysctls) > 0 {
+			r.Note("sysctls for IPv6 disable are only persisted (not the running system's namespace)")
+		}
+		if err := saveOwned(in.Root, res.Owned); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
 	}
 
 	dns, err := resolv.Apply(ctx, in.Root, in.Run, in.Root.IsReal(), resolv.Config{Nameservers: m.Nameservers, Search: m.Searches, Domain: in.Domain})
@@ -160,15 +169,17 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		}
 	}
 
-	diffs, err := kernel.Verify(nl, sc, m)
-	if err != nil {
-		return fmt.Errorf("network: verify: %w", err)
-	}
-	for _, d := range diffs {
-		r.Problem(d.Var, "verify: %s", d.Msg)
-	}
-	if len(diffs) == 0 {
-		r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
+	if !leaveToIfupdown {
+		diffs, err := kernel.Verify(nl, sc, m)
+		if err != nil {
+			return fmt.Errorf("network: verify: %w", err)
+		}
+		for _, d := range diffs {
+			r.Problem(d.Var, "verify: %s", d.Msg)
+		}
+		if len(diffs) == 0 {
+			r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
+		}
 	}
 	if persistErr != nil {
 		return fmt.Errorf("network: configured in the kernel only, not persisted: %w", persistErr)
@@ -337,7 +348,7 @@ func reload(ctx context.Context, r *engine.Recorder, in Input, t render.Type) er
 		}
 		cmd = runner.Cmd{Name: "nmcli", Args: []string{"connection", "reload"}}
 	case render.Interfaces:
-		if ifaces, _ := afero.Glob(in.Root.Fs(), "/run/network/ifstate*"); len(ifaces) == 0 {
+		if !ifupdownRan(in.Root) {
 			r.Note("ifupdown has not brought anything up yet; networking.service reads the new files when it starts")
 			return nil
 		}
@@ -396,4 +407,43 @@ func (procSysctl) Get(key string) (string, error) {
 
 func (procSysctl) Set(key, value string) error {
 	return os.WriteFile("/proc/sys/"+key, []byte(value+"\n"), fs.FileMode(0o644))
+}
+
+// ifupdownRan reports whether ifupdown has brought anything up in this
+// boot (it keeps its state in /run/network).
+func ifupdownRan(r *fsroot.Root) bool {
+	m, _ := afero.Glob(r.Fs(), "/run/network/ifstate*")
+	return len(m) > 0
+}
+
+// Verify reads the kernel back and records, per NIC and variable, what
+// differs from the model, without changing anything. The network stage
+// runs it once the network is online, after the manager has applied the
+// files the local stage wrote.
+func Verify(_ context.Context, r *engine.Recorder, in Input) error {
+	nl := in.Netlink
+	if nl == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("network: netlink: %w", err)
+		}
+		defer h.Close()
+		nl = h
+	}
+	links, err := kernel.Links(nl)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	m, _ := model.Plan(in.Settings, onegateAddr(in.OneGate), links)
+	diffs, err := kernel.Verify(nl, in.Sysctl, m)
+	if err != nil {
+		return fmt.Errorf("network: verify: %w", err)
+	}
+	for _, d := range diffs {
+		r.Problem(d.Var, "verify: %s", d.Msg)
+	}
+	if len(diffs) == 0 {
+		r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
+	}
+	return nil
 }
