@@ -66,6 +66,8 @@ install -m 0644 "$HERE"/udev/*.rules "$STAGE/usr/lib/udev/rules.d/"
 if [ -d "$REPO/roles/packs" ]; then
 	mkdir -p "$STAGE/usr/share/one-contextd/roles"
 	cp -R "$REPO/roles/packs/." "$STAGE/usr/share/one-contextd/roles/"
+	# The packs' Go tests stay in the repository.
+	find "$STAGE/usr/share/one-contextd/roles" -name '*_test.go' -delete
 fi
 
 # 4. configuration directory kept from one-context (see the man page)
