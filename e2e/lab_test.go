@@ -40,6 +40,13 @@ func TestMain(m *testing.M) {
 	}
 	wd, _ := os.Getwd()
 	lab = &workLab{dir: dir, repo: filepath.Dir(wd), built: map[string]result{}}
+	// Every package built in this run gets the same timestamps, even if a
+	// commit lands while it runs (build-deb.sh takes the last commit's).
+	if os.Getenv("SOURCE_DATE_EPOCH") == "" {
+		if out, err := exec.Command("git", "-C", lab.repo, "log", "-1", "--format=%ct").Output(); err == nil {
+			os.Setenv("SOURCE_DATE_EPOCH", strings.TrimSpace(string(out)))
+		}
+	}
 	code := m.Run()
 	if os.Getenv("ONE_CONTEXTD_E2E_KEEP") == "" {
 		_ = os.RemoveAll(dir)
