@@ -63,22 +63,11 @@ type Input struct {
 
 // Apply runs the network step.
 func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
-	nl := in.Netlink
-	sc := in.Sysctl
-	if nl == nil {
-		// Route sockets only: a handle for every family would also open
-		// XFRM and netfilter sockets, which a kernel without those modules
-		// loaded (a cloud kernel at boot) refuses.
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("network: netlink: %w", err)
-		}
-		defer h.Close()
-		nl = h
-		if sc == nil && in.Root.IsReal() {
-			sc = procSysctl{}
-		}
+	nl, sc, done, err := kernelOf(in)
+	if err != nil {
+		return err
 	}
+	defer done()
 	links, err := kernel.Links(nl)
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -421,21 +410,17 @@ func ifupdownRan(r *fsroot.Root) bool {
 // runs it once the network is online, after the manager has applied the
 // files the local stage wrote.
 func Verify(_ context.Context, r *engine.Recorder, in Input) error {
-	nl := in.Netlink
-	if nl == nil {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("network: netlink: %w", err)
-		}
-		defer h.Close()
-		nl = h
+	nl, sc, done, err := kernelOf(in)
+	if err != nil {
+		return err
 	}
+	defer done()
 	links, err := kernel.Links(nl)
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	m, _ := model.Plan(in.Settings, onegateAddr(in.OneGate), links)
-	diffs, err := kernel.Verify(nl, in.Sysctl, m)
+	diffs, err := kernel.Verify(nl, sc, m)
 	if err != nil {
 		return fmt.Errorf("network: verify: %w", err)
 	}
@@ -446,4 +431,25 @@ func Verify(_ context.Context, r *engine.Recorder, in Input) error {
 		r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
 	}
 	return nil
+}
+
+// kernelOf returns the injected netlink handle and sysctls, or opens a
+// handle in the current network namespace (and, on the real root, the
+// real sysctls); done closes what was opened.
+func kernelOf(in Input) (kernel.Netlink, kernel.Sysctl, func(), error) {
+	if in.Netlink != nil {
+		return in.Netlink, in.Sysctl, func() {}, nil
+	}
+	// Route sockets only: a handle for every family would also open XFRM
+	// and netfilter sockets, which a kernel without those modules loaded
+	// (a cloud kernel at boot) refuses.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("network: netlink: %w", err)
+	}
+	sc := in.Sysctl
+	if sc == nil && in.Root.IsReal() {
+		sc = procSysctl{}
+	}
+	return h, sc, h.Close, nil
 }
