@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"one-contextd/context/medium"
 	"one-contextd/context/settings"
@@ -127,6 +128,7 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 	eng.Run(ctx, s.rec, s.finalSteps())
 
 	s.rec.Finished = opt.Clock()
+	s.rec.Cost = measureCost()
 	recFile := state.RecordFile
 	if opt.Stage == StageRoles {
 		recFile = state.RolesRecordFile
@@ -184,4 +186,16 @@ func orNone(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// measureCost reads the process's own and its children's resource use.
+func measureCost() *engine.Cost {
+	var self, children unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &self) != nil || unix.Getrusage(unix.RUSAGE_CHILDREN, &children) != nil {
+		return nil
+	}
+	ms := func(u unix.Rusage) float64 {
+		return float64(u.Utime.Nano()+u.Stime.Nano()) / 1e6
+	}
+	return &engine.Cost{AgentCPUMS: ms(self), ToolsCPUMS: ms(children), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
 }

@@ -75,6 +75,17 @@ type Record struct {
 	Steps         []StepRecord `json:"steps"`
 	// Report says whether the READY/failure report reached OneGate.
 	Report string `json:"report,omitempty"`
+	// Cost is what the run itself cost, apart from the tools it ran.
+	Cost *Cost `json:"cost,omitempty"`
+}
+
+// Cost is a run's resource use, split between the agent's own process and
+// the tools it started (useradd, netplan, scripts ...).
+type Cost struct {
+	AgentCPUMS  float64 `json:"agent_cpu_ms"`
+	ToolsCPUMS  float64 `json:"tools_cpu_ms"`
+	AgentMaxRSS int64   `json:"agent_max_rss_kib"`
+	ToolsMaxRSS int64   `json:"tools_max_rss_kib"`
 }
 
 // Failed lists the failed steps.

@@ -77,6 +77,10 @@ func printStatus(w io.Writer, rec *engine.Record) {
 		verdict = "FAILED"
 	}
 	fmt.Fprintf(w, "\n%s: %d changes, %d failed steps\n", verdict, rec.Changes(), len(rec.Failed()))
+	if c := rec.Cost; c != nil {
+		fmt.Fprintf(w, "cost: agent %.0f ms CPU, %.1f MiB peak; tools %.0f ms CPU, %.1f MiB peak\n",
+			c.AgentCPUMS, float64(c.AgentMaxRSS)/1024, c.ToolsCPUMS, float64(c.ToolsMaxRSS)/1024)
+	}
 }
 
 func fmtMS(ms float64) string {
