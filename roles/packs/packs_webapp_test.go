@@ -81,7 +81,10 @@ func newWebLab(t testing.TB, tag string) *webLab {
 	must(t, "ip", "netns", "add", l.bridge)
 	t.Cleanup(func() { l.deleteNetns(t, l.bridge) })
 	must(t, "ip", "-n", l.bridge, "link", "set", "lo", "up")
-	must(t, "ip", "-n", l.bridge, "link", "add", "br0", "type", "bridge")
+	// A fixed MAC: a bridge without one takes the lowest MAC of its ports,
+	// so plugging in a new VM can change the gate's MAC under the VMs'
+	// ARP caches, and their next connection to the gate times out.
+	must(t, "ip", "-n", l.bridge, "link", "add", "br0", "address", "02:99:01:00:00:fe", "type", "bridge")
 	must(t, "ip", "-n", l.bridge, "addr", "add", clientIP+"/24", "dev", "br0")
 	must(t, "ip", "-n", l.bridge, "link", "set", "br0", "up")
 	l.gate = startGate(t, l.bridge, clientIP+":5030", l.base)
