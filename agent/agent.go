@@ -128,7 +128,12 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 	eng.Run(ctx, s.rec, s.finalSteps())
 
 	s.rec.Finished = opt.Clock()
-	s.rec.Cost = measureCost()
+	if c := measureCost(); c != nil {
+		if s.rec.Cost == nil {
+			s.rec.Cost = map[string]*engine.Cost{}
+		}
+		s.rec.Cost[opt.Stage] = c
+	}
 	recFile := state.RecordFile
 	if opt.Stage == StageRoles {
 		recFile = state.RolesRecordFile
@@ -161,6 +166,7 @@ func (s *session) startRecord() *engine.Record {
 	}
 	rec.Steps = last.Steps
 	rec.Started = last.Started
+	rec.Cost = last.Cost
 	rec.Stage = StageLocal + "+" + StageNetwork
 	return rec
 }

@@ -154,6 +154,9 @@ func TestNetworkStageContinuesTheLocalRecordOfTheSameBoot(t *testing.T) {
 	if _, ok := rec.Step("local/env-file"); !ok {
 		t.Errorf("local steps not kept: %+v", rec.Steps)
 	}
+	if rec.Cost["local"] == nil || rec.Cost["network"] == nil || rec.Cost["network"].AgentCPUMS <= 0 {
+		t.Errorf("each stage's cost is kept: %+v", rec.Cost)
+	}
 }
 
 func TestBadMedia(t *testing.T) {

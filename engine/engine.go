@@ -75,8 +75,9 @@ type Record struct {
 	Steps         []StepRecord `json:"steps"`
 	// Report says whether the READY/failure report reached OneGate.
 	Report string `json:"report,omitempty"`
-	// Cost is what the run itself cost, apart from the tools it ran.
-	Cost *Cost `json:"cost,omitempty"`
+	// Cost is what each stage's process cost, apart from the tools it
+	// ran, by stage ("local", "network", ...).
+	Cost map[string]*Cost `json:"cost,omitempty"`
 }
 
 // Cost is a run's resource use, split between the agent's own process and

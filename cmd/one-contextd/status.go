@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -77,9 +78,15 @@ func printStatus(w io.Writer, rec *engine.Record) {
 		verdict = "FAILED"
 	}
 	fmt.Fprintf(w, "\n%s: %d changes, %d failed steps\n", verdict, rec.Changes(), len(rec.Failed()))
-	if c := rec.Cost; c != nil {
-		fmt.Fprintf(w, "cost: agent %.0f ms CPU, %.1f MiB peak; tools %.0f ms CPU, %.1f MiB peak\n",
-			c.AgentCPUMS, float64(c.AgentMaxRSS)/1024, c.ToolsCPUMS, float64(c.ToolsMaxRSS)/1024)
+	stages := make([]string, 0, len(rec.Cost))
+	for st := range rec.Cost {
+		stages = append(stages, st)
+	}
+	sort.Strings(stages)
+	for _, st := range stages {
+		c := rec.Cost[st]
+		fmt.Fprintf(w, "cost of the %s stage: agent %.0f ms CPU, %.1f MiB peak; tools %.0f ms CPU, %.1f MiB peak\n",
+			st, c.AgentCPUMS, float64(c.AgentMaxRSS)/1024, c.ToolsCPUMS, float64(c.ToolsMaxRSS)/1024)
 	}
 }
 
