@@ -125,7 +125,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 			continue
 		}
 		p := path.Join(dir, s.file)
-		if _, err := in.Root.WriteFile(p, s.data, fsroot.WriteOptions{Mode: 0o700, DirMode: 0o700}); err != nil {
+		if err := writeScript(in.Root, p, s.data); err != nil {
 			failed = append(failed, fmt.Sprintf("%s (%v)", s.name, err))
 			continue
 		}
@@ -137,7 +137,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 			r.Log.Error().Str("event", "script-failed").Str("script", s.name).Int("exit", out.ExitCode).Msg(scrub.Scrub(out.Err.Error()))
 			failed = append(failed, fmt.Sprintf("%s (%s)", s.name, out.Summary()))
 		}
-		if _, err := in.Root.Remove(p); err != nil {
+		if err := in.Root.Fs().Remove(p); err != nil {
 			r.Log.Warn().Err(err).Msg("remove script copy")
 		}
 	}
@@ -280,4 +280,23 @@ func removeTempDir(r *engine.Recorder, root *fsroot.Root, dir string) {
 	if err := root.Fs().RemoveAll(dir); err != nil {
 		r.Log.Warn().Err(err).Str("dir", dir).Msg("remove script directory")
 	}
+}
+
+// writeScript puts a script's copy into the run's private directory. The
+// directory is new, 0700 and removed after the run, so the copy needs none
+// of fsroot's care for files that stay (atomic replace, fsync, backup,
+// the record of created files): an exclusive create is enough.
+func writeScript(root *fsroot.Root, p string, data []byte) error {
+	f, err := root.Fs().OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return root.Fs().Chmod(p, 0o700)
 }
