@@ -45,6 +45,14 @@ func Parse(file string, data []byte) (*Vars, []*Error) {
 	// count; capped, because a hostile value can be made of nothing but ='.
 	p.vars = make([]Var, 0, min(strings.Count(p.s, "='")+1, 1024))
 	for p.pos < len(p.s) {
+		if len(p.vars) >= MaxVariables || len(p.errs) >= MaxErrors {
+			what := fmt.Sprintf("more than %d assignments", MaxVariables)
+			if len(p.errs) >= MaxErrors {
+				what = fmt.Sprintf("more than %d bad lines", MaxErrors)
+			}
+			p.errs = append(p.errs, &Error{File: p.file, Line: p.line, Msg: what + "; the rest of the file is not read"})
+			break
+		}
 		p.logicalLine()
 	}
 	return newVars(p.vars), p.errs

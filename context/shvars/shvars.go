@@ -10,6 +10,15 @@ import (
 // (32 MiB). Larger input gets one *Error on line 0 and no variables.
 const MaxFileSize = 32 << 20
 
+// MaxVariables and MaxErrors bound what one file can make the parser hold:
+// 32 MiB of tiny assignments or of bad lines would otherwise take hundreds
+// of MiB. oned writes a few hundred variables; past either limit the rest
+// of the file is not read and one more error says so.
+const (
+	MaxVariables = 1 << 16
+	MaxErrors    = 1000
+)
+
 // Var is one assignment read from the file.
 type Var struct {
 	Name  string
