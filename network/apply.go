@@ -68,11 +68,10 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		return err
 	}
 	defer done()
-	links, err := kernel.Links(nl)
+	links, m, problems, err := plan(nl, in)
 	if err != nil {
-		return fmt.Errorf("network: %w", err)
+		return err
 	}
-	m, problems := model.Plan(in.Settings, onegateAddr(in.OneGate), links)
 	for _, p := range problems {
 		r.Problem(p.Var, "%s", p.Msg)
 	}
@@ -415,11 +414,10 @@ func Verify(_ context.Context, r *engine.Recorder, in Input) error {
 		return err
 	}
 	defer done()
-	links, err := kernel.Links(nl)
+	_, m, _, err := plan(nl, in)
 	if err != nil {
-		return fmt.Errorf("network: %w", err)
+		return err
 	}
-	m, _ := model.Plan(in.Settings, onegateAddr(in.OneGate), links)
 	diffs, err := kernel.Verify(nl, sc, m)
 	if err != nil {
 		return fmt.Errorf("network: verify: %w", err)
@@ -431,6 +429,17 @@ func Verify(_ context.Context, r *engine.Recorder, in Input) error {
 		r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
 	}
 	return nil
+}
+
+// plan matches the context's NICs to the kernel's links and builds the
+// desired state.
+func plan(nl kernel.Netlink, in Input) ([]model.Link, model.Model, []model.Problem, error) {
+	links, err := kernel.Links(nl)
+	if err != nil {
+		return nil, model.Model{}, nil, fmt.Errorf("network: %w", err)
+	}
+	m, problems := model.Plan(in.Settings, onegateAddr(in.OneGate), links)
+	return links, m, problems, nil
 }
 
 // kernelOf returns the injected netlink handle and sysctls, or opens a
