@@ -67,6 +67,7 @@ type session struct {
 	rec     *engine.Record
 	medium  *medium.Medium
 	raw     []byte
+	token   []byte // token.txt as read from the medium, nil if absent
 	vars    *shvars.Vars
 	ctx     *settings.Context
 	applied state.Applied

@@ -75,6 +75,7 @@ func (s *session) parseContext(_ context.Context, r *engine.Recorder) error {
 			r.Problem("", "token.txt: %v", err)
 		} else {
 			token = t
+			s.token = t
 		}
 	}
 	c := settings.Build(vars, settings.Inputs{File: medium.ContextFile, TokenFile: token, MediumFiles: s.medium.Files()})
@@ -101,10 +102,12 @@ func (s *session) parseContext(_ context.Context, r *engine.Recorder) error {
 // compareState classifies the context against the last applied one.
 func (s *session) compareState(_ context.Context, r *engine.Recorder) error {
 	files := map[string][]byte{medium.ContextFile: s.raw}
-	refs := append([]string{"token.txt"}, s.ctx.Scripts.Init...)
-	refs = append(refs, s.ctx.Scripts.Files...)
+	if s.token != nil {
+		files["token.txt"] = s.token // read once, by parseContext
+	}
+	refs := append(append([]string(nil), s.ctx.Scripts.Init...), s.ctx.Scripts.Files...)
 	for _, name := range refs {
-		if !s.medium.Has(name) {
+		if _, done := files[name]; done || !s.medium.Has(name) {
 			continue
 		}
 		data, err := s.medium.ReadFile(name, referencedFileLimit)
@@ -165,8 +168,7 @@ func (s *session) writeEnvFile(_ context.Context, r *engine.Recorder) error {
 
 // saveState remembers the applied context for the next run.
 func (s *session) saveState(_ context.Context, r *engine.Recorder) error {
-	last, _ := state.LoadApplied(s.opt.Root)
-	if last != nil && last.Digest == s.applied.Digest && last.VMID == s.applied.VMID {
+	if s.change == state.Unchanged {
 		return nil // keep the first time it was applied
 	}
 	s.applied.AppliedAt = s.opt.Clock()
@@ -181,8 +183,14 @@ func (s *session) saveState(_ context.Context, r *engine.Recorder) error {
 // mount to point them at).
 func mediumDir() string { return path.Join(RuntimeDir, "medium") }
 
-// copyMedium copies the medium's files for scripts, once per run.
+// copyMedium copies the medium's files for scripts, once per run. A boot
+// with nothing to run from the medium (no script, no FILES_DS, no role)
+// copies nothing: FILES_DS images can be large, and the copy is in tmpfs.
 func (s *session) copyMedium(_ context.Context, r *engine.Recorder) error {
+	sc := s.ctx.Scripts
+	if len(sc.Start) == 0 && len(sc.Init) == 0 && len(sc.Files) == 0 && s.ctx.Role.Name == "" && s.ctx.Role.ServiceRole == "" && !s.ctx.OneGate.Usable() {
+		return engine.Skip("nothing on the medium to run")
+	}
 	dir := mediumDir()
 	// The copy holds token.txt: its parent stays root-only.
 	if err := s.opt.Root.Fs().MkdirAll(RuntimeDir, 0o700); err != nil {

@@ -221,7 +221,7 @@ func (e *Engine) Run(ctx context.Context, rec *Record, steps []Step) {
 		case err == nil:
 			sr.Status = OK
 			log.Info().Str("event", "step-done").Int("changes", len(sr.Changes)).
-				Float64("ms", sr.DurationMS).Msgf("done in %s, %d changes", fmtMS(sr.DurationMS), len(sr.Changes))
+				Float64("ms", sr.DurationMS).Msgf("done in %s, %d changes", FormatMS(sr.DurationMS), len(sr.Changes))
 		case errors.Is(err, ErrSkip):
 			sr.Status = Skipped
 			sr.Error = e.scrub(strings.TrimSuffix(err.Error(), ": "+ErrSkip.Error()))
@@ -278,9 +278,14 @@ func NewTestRecorder() (*Recorder, *StepRecord) {
 	return &Recorder{rec: sr, Log: zerolog.Nop()}, sr
 }
 
-func fmtMS(ms float64) string {
-	if ms < 1 {
+// FormatMS prints a duration in milliseconds the way the log and
+// `status` show step times: µs below 1 ms, s from 1 s on.
+func FormatMS(ms float64) string {
+	switch {
+	case ms < 1:
 		return fmt.Sprintf("%.0fµs", ms*1000)
+	case ms < 1000:
+		return fmt.Sprintf("%.1fms", ms)
 	}
-	return fmt.Sprintf("%.1fms", ms)
+	return fmt.Sprintf("%.2fs", ms/1000)
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/rs/zerolog"
@@ -215,6 +214,3 @@ func priority(level string) journal.Priority {
 	}
 	return journal.PriInfo
 }
-
-// Since is a small helper for durations in log fields.
-func Since(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }

@@ -158,15 +158,8 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	}
 
 	if !leaveToIfupdown {
-		diffs, err := kernel.Verify(nl, sc, m)
-		if err != nil {
-			return fmt.Errorf("network: verify: %w", err)
-		}
-		for _, d := range diffs {
-			r.Problem(d.Var, "verify: %s", d.Msg)
-		}
-		if len(diffs) == 0 {
-			r.Note("verify: the kernel matches the model for %d NICs", len(m.NICs))
+		if err := recordVerify(r, nl, sc, m); err != nil {
+			return err
 		}
 	}
 	if persistErr != nil {
@@ -418,6 +411,12 @@ func Verify(_ context.Context, r *engine.Recorder, in Input) error {
 	if err != nil {
 		return err
 	}
+	return recordVerify(r, nl, sc, m)
+}
+
+// recordVerify reads the kernel back and records each difference from the
+// model as a problem naming its variable.
+func recordVerify(r *engine.Recorder, nl kernel.Netlink, sc kernel.Sysctl, m model.Model) error {
 	diffs, err := kernel.Verify(nl, sc, m)
 	if err != nil {
 		return fmt.Errorf("network: verify: %w", err)

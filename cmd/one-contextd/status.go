@@ -70,7 +70,7 @@ func printStatus(w io.Writer, rec *engine.Record) {
 		if detail == "" && len(s.Notes) > 0 {
 			detail = s.Notes[len(s.Notes)-1]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Name, s.Status, fmtMS(s.DurationMS), len(s.Changes), oneLine(detail, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Name, s.Status, engine.FormatMS(s.DurationMS), len(s.Changes), oneLine(detail, 100))
 	}
 	_ = tw.Flush()
 	verdict := "ok"
@@ -88,16 +88,6 @@ func printStatus(w io.Writer, rec *engine.Record) {
 		fmt.Fprintf(w, "cost of the %s stage: agent %.0f ms CPU, %.1f MiB peak; tools %.0f ms CPU, %.1f MiB peak\n",
 			st, c.AgentCPUMS, float64(c.AgentMaxRSS)/1024, c.ToolsCPUMS, float64(c.ToolsMaxRSS)/1024)
 	}
-}
-
-func fmtMS(ms float64) string {
-	if ms < 1 {
-		return fmt.Sprintf("%.0fµs", ms*1000)
-	}
-	if ms < 1000 {
-		return fmt.Sprintf("%.1fms", ms)
-	}
-	return fmt.Sprintf("%.2fs", ms/1000)
 }
 
 func oneLine(s string, max int) string {

@@ -65,38 +65,33 @@ type Network struct {
 // order. Duplicates are dropped (one-context keeps them; resolv.conf
 // gains nothing from a repeat).
 func (n Network) Nameservers() []netip.Addr {
-	var out []netip.Addr
-	seen := map[netip.Addr]bool{}
-	add := func(list []netip.Addr) {
-		for _, a := range list {
-			if !seen[a] {
-				seen[a] = true
-				out = append(out, a)
-			}
-		}
-	}
-	add(n.DNS)
+	lists := [][]netip.Addr{n.DNS}
 	for _, nic := range n.NICs {
-		add(nic.DNS)
+		lists = append(lists, nic.DNS)
 	}
-	return out
+	return mergeUnique(lists)
 }
 
 // Searches merges search domains the same way as Nameservers.
 func (n Network) Searches() []string {
-	var out []string
-	seen := map[string]bool{}
-	add := func(list []string) {
-		for _, d := range list {
-			if !seen[d] {
-				seen[d] = true
-				out = append(out, d)
+	lists := [][]string{n.SearchDomains}
+	for _, nic := range n.NICs {
+		lists = append(lists, nic.SearchDomains)
+	}
+	return mergeUnique(lists)
+}
+
+// mergeUnique concatenates lists in order, keeping the first of repeats.
+func mergeUnique[T comparable](lists [][]T) []T {
+	var out []T
+	seen := map[T]bool{}
+	for _, list := range lists {
+		for _, v := range list {
+			if !seen[v] {
+				seen[v] = true
+				out = append(out, v)
 			}
 		}
-	}
-	add(n.SearchDomains)
-	for _, nic := range n.NICs {
-		add(nic.SearchDomains)
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -498,57 +499,43 @@ func (g *Gate) action(w http.ResponseWriter, v *vm, body []byte) {
 	w.WriteHeader(http.StatusNoContent) // no body, no Content-Type
 }
 
+// transition is what an action needs (the states it is allowed from) and
+// what it leaves (state, and LCM state unless keepLCM).
+type transition struct {
+	from    []int // nil: any state but DONE (6)
+	to, lcm int
+	keep    bool // the state does not change (reboot, resched)
+	keepLCM bool
+}
+
+// actions are oned's transitions for the actions a guest uses; the states
+// are oned's numbers (1 PENDING, 2 HOLD, 3 ACTIVE, 4 STOPPED, 5 SUSPENDED,
+// 6 DONE, 8 POWEROFF, 9 UNDEPLOYED).
+var actions = map[string]transition{
+	"terminate": {to: 6}, "shutdown": {to: 6}, "delete": {to: 6},
+	"poweroff": {from: []int{3}, to: 8}, "stop": {from: []int{3}, to: 4},
+	"suspend": {from: []int{3}, to: 5}, "undeploy": {from: []int{3}, to: 9},
+	"resume": {from: []int{4, 5, 8, 9}, to: 3, lcm: 3},
+	"reboot": {from: []int{3}, keep: true}, "resched": {from: []int{3}, keep: true}, "unresched": {from: []int{3}, keep: true},
+	"hold": {from: []int{1}, to: 2, keepLCM: true}, "release": {from: []int{2}, to: 1, keepLCM: true},
+}
+
 // applyAction changes the VM as oned would for the actions a guest uses;
 // false means oned refuses (unknown action, wrong state).
 func applyAction(v *vm, perform string) bool {
-	active := v.state == 3
-	switch perform {
-	case "terminate", "shutdown", "delete":
-		if v.state == 6 {
-			return false
-		}
-		v.state, v.lcm = 6, 0
-	case "poweroff":
-		if !active {
-			return false
-		}
-		v.state, v.lcm = 8, 0
-	case "stop":
-		if !active {
-			return false
-		}
-		v.state, v.lcm = 4, 0
-	case "suspend":
-		if !active {
-			return false
-		}
-		v.state, v.lcm = 5, 0
-	case "undeploy":
-		if !active {
-			return false
-		}
-		v.state, v.lcm = 9, 0
-	case "resume":
-		if v.state != 4 && v.state != 5 && v.state != 8 && v.state != 9 {
-			return false
-		}
-		v.state, v.lcm = 3, 3
-	case "reboot", "resched", "unresched":
-		if !active {
-			return false
-		}
-	case "hold":
-		if v.state != 1 {
-			return false
-		}
-		v.state = 2
-	case "release":
-		if v.state != 2 {
-			return false
-		}
-		v.state = 1
-	default:
+	t, ok := actions[perform]
+	if !ok {
 		return false
+	}
+	if t.from == nil && v.state == 6 || t.from != nil && !slices.Contains(t.from, v.state) {
+		return false
+	}
+	if t.keep {
+		return true
+	}
+	v.state = t.to
+	if !t.keepLCM {
+		v.lcm = t.lcm
 	}
 	return true
 }
