@@ -216,15 +216,15 @@ func writeSudo(ctx context.Context, r *engine.Recorder, in Input, u settings.Use
 			return nil
 		}
 	}
-	// Check the exact bytes with visudo first; a broken drop-in locks
-	// everyone out of sudo.
 	opt := fsroot.WriteOptions{Mode: 0o440, ForceMode: true, UID: 0, GID: 0, ForceOwner: true, DirMode: 0o750}
-	if _, err := in.Root.WriteFile(sudoersCheckPath, want, opt); err != nil {
-		return fmt.Errorf("sudo: %w", err)
-	}
-	defer func() { _, _ = in.Root.Remove(sudoersCheckPath) }()
-	if _, err := in.Run.Run(ctx, runner.Cmd{Name: "visudo", Args: []string{"-c", "-q", "-f", in.Root.HostPath(sudoersCheckPath)}}); err != nil {
-		return fmt.Errorf("sudo: the drop-in for %s does not pass visudo: %w", u.Name, err)
+	// A broken drop-in locks everyone out of sudo. The agent's own line
+	// (a name of [a-z0-9_-] and a fixed rule) always parses, which the
+	// tests check with the real visudo, so it goes in without a visudo run
+	// at boot (about 0.3 s under emulation). Anything else is checked first.
+	if !agentSudoLine.Match(want) {
+		if err := visudoCheck(ctx, in, want, opt); err != nil {
+			return fmt.Errorf("sudo: the drop-in for %s does not pass visudo: %w", u.Name, err)
+		}
 	}
 	changed, err := in.Root.WriteFile(SudoersPath, want, opt)
 	if err != nil {
@@ -234,6 +234,16 @@ func writeSudo(ctx context.Context, r *engine.Recorder, in Input, u settings.Use
 		r.Change("sudo: %s grants %s ALL=(ALL) NOPASSWD:ALL", SudoersPath, u.Name)
 	}
 	return nil
+}
+
+// visudoCheck runs visudo on the exact bytes in a file sudo ignores.
+func visudoCheck(ctx context.Context, in Input, data []byte, opt fsroot.WriteOptions) error {
+	if _, err := in.Root.WriteFile(sudoersCheckPath, data, opt); err != nil {
+		return err
+	}
+	defer func() { _, _ = in.Root.Remove(sudoersCheckPath) }()
+	_, err := in.Run.Run(ctx, runner.Cmd{Name: "visudo", Args: []string{"-c", "-q", "-f", in.Root.HostPath(sudoersCheckPath)}})
+	return err
 }
 
 // locked reports whether a shadow password field allows no password login.

@@ -75,7 +75,6 @@ func TestVector08CreatesUserSudoAndCryptedPassword(t *testing.T) {
 	calls := guesttest.Lines(f.run.Calls())
 	wantPrefix := []string{
 		"useradd --root " + f.dir + " -m -p * -s /bin/bash cloudadm",
-		"visudo -c -q -f " + filepath.Join(f.dir, "etc/sudoers.d/.one-context.check"),
 		"chpasswd --root " + f.dir + " -e",
 	}
 	if !slices.Equal(calls, wantPrefix) {
@@ -369,4 +368,34 @@ func TestPasswordResetLocksOnce(t *testing.T) {
 func runTool(name string, args ...string) (string, error) {
 	out, err := osexec.Command(name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// The sudo line is written without a visudo run at boot when it is the
+// agent's own line, so every name the settings accept must give a line
+// the real sudo parser accepts.
+func TestAgentSudoLineParsesForEveryAcceptedNameShape(t *testing.T) {
+	if _, err := osexec.LookPath("visudo"); err != nil {
+		t.Skip("visudo not installed (package sudo)")
+	}
+	names := []string{"a", "ops", "ops$", "_svc", "web-01_a", "a234567890123456789012345678901"}
+	for _, n := range names {
+		c := guesttest.Context(t, map[string]string{"USERNAME": n})
+		if c.Users.Name != n {
+			t.Fatalf("settings did not accept %q (got %q)", n, c.Users.Name)
+		}
+		line := sudoLine(n)
+		if !agentSudoLine.MatchString(line) {
+			t.Errorf("%q: the line %q is not the agent's own line", n, line)
+		}
+		p := filepath.Join(t.TempDir(), "drop-in")
+		if err := os.WriteFile(p, []byte(line), 0o440); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := runTool("visudo", "-c", "-q", "-f", p); err != nil {
+			t.Errorf("%q: visudo rejects %q: %v %s", n, line, err, out)
+		}
+	}
+	if agentSudoLine.MatchString(sudoLine("x!y")) {
+		t.Errorf("a name settings refuse matches the agent's line")
+	}
 }
