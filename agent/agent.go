@@ -142,6 +142,9 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 	if err := state.SaveRecordAs(opt.Root, recFile, s.rec); err != nil {
 		opt.Log.Error().Str("event", "step-failed").Err(err).Msg("run record not saved")
 	}
+	if err := opt.Root.Flush(); err != nil {
+		opt.Log.Error().Str("event", "step-failed").Err(err).Msg("files written, but not flushed to disk")
+	}
 	s.logSummary()
 	return s.rec
 }

@@ -92,6 +92,10 @@ func (s *session) users(ctx context.Context, r *engine.Recorder) error {
 }
 
 func (s *session) scripts(ctx context.Context, r *engine.Recorder) error {
+	// A user's script may power the VM off or reboot it without a sync.
+	if err := s.opt.Root.Flush(); err != nil {
+		r.Note("files not flushed to disk before the scripts: %v", err)
+	}
 	return scripts.Apply(ctx, r, scripts.Input{
 		Context: s.ctx, Root: s.opt.Root, Run: s.opt.Run, Scrubber: s.opt.Scrubber,
 		MediumDir: s.opt.Root.HostPath(mediumDir()), RuntimeDir: RuntimeDir, ContextFile: EnvFile,
@@ -191,6 +195,11 @@ func (s *session) hosts(ctx context.Context, r *engine.Recorder) error {
 }
 
 func (s *session) report(ctx context.Context, r *engine.Recorder) error {
+	// READY tells OneFlow the VM is configured: what the run wrote is on
+	// disk before it is said.
+	if err := s.opt.Root.Flush(); err != nil {
+		r.Note("files not flushed to disk before the report: %v", err)
+	}
 	return report.Apply(ctx, r, report.Input{
 		OneGate: s.ctx.OneGate, Record: s.rec, Root: s.opt.Root, Run: s.opt.Run,
 		Env:     scripts.Environment(os.Environ(), s.vars),

@@ -72,6 +72,11 @@ func Clean(root *fsroot.Root, opts Options) ([]string, error) {
 			ok, err := root.Remove(p)
 			note(p, ok, err)
 		}
+		// The manifest's last state is saved before its directory goes,
+		// so that no later flush writes it back.
+		if err := root.Flush(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 
 	keep := ""
@@ -104,6 +109,9 @@ func Clean(root *fsroot.Root, opts Options) ([]string, error) {
 	if opts.MachineID {
 		ok, err := resetMachineID(root.Fs())
 		note(MachineIDFile, ok, err)
+	}
+	if err := root.Flush(); err != nil {
+		errs = append(errs, err)
 	}
 	sort.Strings(done)
 	return done, errors.Join(errs...)

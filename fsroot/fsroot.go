@@ -3,8 +3,10 @@
 // a temporary tree, and every write follows the same safety rules:
 //
 //   - compare first: equal content and mode means no write at all;
-//   - atomic: temp file in the same directory, fsync, rename, fsync the
-//     directory, so a crash leaves the old or the new file, never half;
+//   - atomic: temp file in the same directory, fsync, rename, so a crash
+//     leaves the old or the new file, never half; the directories renamed
+//     into are fsynced once, by Flush, and not after every write (each
+//     fsync is a journal commit, and a boot writes a dozen files);
 //   - a file being replaced keeps its mode and owner unless told otherwise;
 //   - a file the agent did not create is backed up once (<path>.one-contextd.orig)
 //     before the agent first replaces it, so nothing the user had is lost;
@@ -48,6 +50,10 @@ type Root struct {
 	mu      sync.Mutex
 	created map[string]bool // manifest, loaded lazily
 	loaded  bool
+	// dirty: the manifest changed since it was saved; Flush saves it.
+	dirty bool
+	// pending: directories with a rename or removal not yet fsynced.
+	pending map[string]bool
 }
 
 // New returns a Root for the host directory dir ("/" for the real system).
@@ -208,7 +214,19 @@ func (r *Root) sameContent(p string, data []byte) (bool, error) {
 	return bytes.Equal(cur, data), nil
 }
 
+// atomicWrite writes p and leaves its directory for Flush to fsync.
 func (r *Root) atomicWrite(p string, data []byte, mode fs.FileMode, uid, gid int) error {
+	if err := r.replace(p, data, mode, uid, gid); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.pendingDirLocked(path.Dir(p))
+	r.mu.Unlock()
+	return nil
+}
+
+// replace is the temp file, fsync and rename of atomicWrite.
+func (r *Root) replace(p string, data []byte, mode fs.FileMode, uid, gid int) error {
 	dir := path.Dir(p)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
@@ -248,7 +266,44 @@ func (r *Root) atomicWrite(p string, data []byte, mode fs.FileMode, uid, gid int
 		return err
 	}
 	ok = true
-	return r.syncDir(dir)
+	return nil
+}
+
+func (r *Root) pendingDirLocked(dir string) {
+	if r.pending == nil {
+		r.pending = map[string]bool{}
+	}
+	r.pending[dir] = true
+}
+
+// Flush makes what the writes since the last Flush did durable: it saves
+// the manifest of created files if it changed and fsyncs every directory a
+// file was renamed into or removed from. The file contents themselves were
+// fsynced before their rename. Call it at the end of every command that
+// writes, and before telling anybody (OneGate) that the work is done.
+func (r *Root) Flush() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	if r.dirty {
+		if err := r.saveManifestLocked(); err != nil {
+			errs = append(errs, fmt.Errorf("save %s: %w", ManifestPath, err))
+		} else {
+			r.dirty = false
+		}
+	}
+	dirs := make([]string, 0, len(r.pending))
+	for d := range r.pending {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	for _, d := range dirs {
+		if err := r.syncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		delete(r.pending, d)
+	}
+	return errors.Join(errs...)
 }
 
 func (r *Root) syncDir(dir string) error {
@@ -305,14 +360,12 @@ func (r *Root) Remove(p string) (bool, error) {
 	if err := r.fs.Remove(p); err != nil {
 		return false, fmt.Errorf("remove %s: %w", p, err)
 	}
-	if err := r.syncDir(path.Dir(p)); err != nil {
-		return true, fmt.Errorf("remove %s: %w", p, err)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pendingDirLocked(path.Dir(p))
 	if r.loaded && r.created[p] {
 		delete(r.created, p)
-		return true, r.saveManifestLocked()
+		r.dirty = true
 	}
 	return true, nil
 }
@@ -382,7 +435,8 @@ func (r *Root) markCreated(p string) error {
 		return nil
 	}
 	r.created[p] = true
-	return r.saveManifestLocked()
+	r.dirty = true
+	return nil
 }
 
 func (r *Root) loadManifestLocked() error {
@@ -423,7 +477,11 @@ func (r *Root) saveManifestLocked() error {
 	if err := r.mkdirAll(path.Dir(ManifestPath), 0o755); err != nil {
 		return err
 	}
-	return r.atomicWrite(ManifestPath, data, 0o600, -1, -1)
+	if err := r.replace(ManifestPath, data, 0o600, -1, -1); err != nil {
+		return err
+	}
+	r.pendingDirLocked(path.Dir(ManifestPath))
+	return nil
 }
 
 func owner(fi fs.FileInfo) (int, int) {

@@ -161,3 +161,45 @@ func TestHostPath(t *testing.T) {
 		t.Errorf("HostPath escapes the root: %q", got)
 	}
 }
+
+// The manifest of created files is saved once, by Flush, not after every
+// created file; a root opened after the Flush sees what the first created
+// and removed. Flush forgets what it synced, so a second one writes nothing.
+func TestFlushSavesTheManifestOnce(t *testing.T) {
+	r, dir := newRoot(t)
+	for _, p := range []string{"/etc/a", "/etc/b", "/var/lib/x/c"} {
+		if _, err := r.WriteFile(p, []byte("x"), WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Remove("/etc/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, ManifestPath)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("manifest written before Flush: %v", err)
+	}
+	if len(r.pending) != 2 {
+		t.Errorf("directories waiting for fsync = %v, want /etc and /var/lib/x", r.pending)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.pending) != 0 || r.dirty {
+		t.Errorf("after Flush: pending %v, dirty %v", r.pending, r.dirty)
+	}
+	fi, err := os.Stat(filepath.Join(dir, ManifestPath))
+	if err != nil {
+		t.Fatalf("manifest not saved by Flush: %v", err)
+	}
+	again, _ := New(dir)
+	files, err := again.CreatedFiles()
+	if err != nil || len(files) != 2 || files[0] != "/etc/a" || files[1] != "/var/lib/x/c" {
+		t.Errorf("created files seen by a new root = %v, %v; want /etc/a and /var/lib/x/c", files, err)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if fi2, _ := os.Stat(filepath.Join(dir, ManifestPath)); !os.SameFile(fi, fi2) {
+		t.Errorf("a Flush with nothing new rewrote the manifest")
+	}
+}

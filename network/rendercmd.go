@@ -98,6 +98,10 @@ func RenderMain(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%s %s\n", state, r.HostPath(f.Path))
 	}
+	if err := r.Flush(); err != nil {
+		fmt.Fprintf(stderr, "net render: %v\n", err)
+		return 1
+	}
 	return 0
 }
 

@@ -120,7 +120,12 @@ func RetryMain(args []string, stdout, stderr io.Writer) int {
 		defer cancel()
 	}
 	rt := &retrier{root: root, sleep: sleepCtx, now: time.Now, stdout: stdout, stderr: stderr}
-	return rt.run(ctx)
+	code := rt.run(ctx)
+	if err := root.Flush(); err != nil {
+		fmt.Fprintf(stderr, "report: %v\n", err)
+		return 1
+	}
+	return code
 }
 
 func (rt *retrier) run(ctx context.Context) int {
