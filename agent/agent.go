@@ -7,6 +7,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -74,6 +75,9 @@ type session struct {
 	change  state.Change
 
 	hostDecision hostname.Decision
+	// gateHTTP is the one HTTP client of the run's OneGate requests, so
+	// the roles lookup and the report share a kept-alive connection.
+	gateHTTP *http.Client
 }
 
 // Run runs the stage and returns its record, which is also saved.

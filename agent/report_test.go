@@ -29,6 +29,10 @@ func TestRunReportsReadyAndFailuresToOneGate(t *testing.T) {
 	if !strings.HasPrefix(rec.Report, "sent") {
 		t.Errorf("record says %q", rec.Report)
 	}
+	// The roles lookup (GET /service) and the report share one connection.
+	if n := gate.Accepted(); n != 1 {
+		t.Errorf("the run opened %d connections to OneGate, want 1 kept alive", n)
+	}
 
 	// Same VM, a start script that fails: the failure is reported, READY withdrawn.
 	src2 := contextDir(t, ctxSh+"START_SCRIPT='echo failing >&2; exit 3'\n", map[string]string{"token.txt": token + "\n"})

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 
 	"one-contextd/engine"
@@ -146,7 +147,14 @@ func (s *session) gate(r *engine.Recorder) (*onegate.Client, error) {
 	if !g.Usable() {
 		return nil, errors.New("no OneGate in the context (ONEGATE_ENDPOINT, VMID and a token are needed)")
 	}
-	return onegate.New(onegate.Config{Endpoint: g.Endpoint.String(), Token: g.Token, VMID: g.VMID, Log: r.Log})
+	return onegate.New(onegate.Config{Endpoint: g.Endpoint.String(), Token: g.Token, VMID: g.VMID, Log: r.Log, HTTP: s.onegateHTTP()})
+}
+
+func (s *session) onegateHTTP() *http.Client {
+	if s.gateHTTP == nil {
+		s.gateHTTP = onegate.DefaultHTTPClient()
+	}
+	return s.gateHTTP
 }
 
 func (s *session) timezone(ctx context.Context, r *engine.Recorder) error {
@@ -204,6 +212,7 @@ func (s *session) report(ctx context.Context, r *engine.Recorder) error {
 		OneGate: s.ctx.OneGate, Record: s.rec, Root: s.opt.Root, Run: s.opt.Run,
 		Env:     scripts.Environment(os.Environ(), s.vars),
 		Version: s.opt.Version, Scrub: s.opt.Scrubber.Scrub, Clock: s.opt.Clock,
+		HTTP: s.onegateHTTP(),
 	})
 }
 

@@ -24,6 +24,8 @@ type Server struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[net.Conn]bool
+	// accepted counts the connections ever accepted.
+	accepted int
 	down   bool
 	closed bool
 	done   sync.WaitGroup
@@ -97,9 +99,18 @@ func (s *Server) trackConn(c net.Conn, st http.ConnState) {
 			return
 		}
 		s.conns[c] = true
+		s.accepted++
 	case http.StateClosed, http.StateHijacked:
 		delete(s.conns, c)
 	}
+}
+
+// Accepted is the number of connections accepted so far: a client that
+// keeps its connection alive opens one for many requests.
+func (s *Server) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
 }
 
 func (s *Server) setDown(down bool) {
