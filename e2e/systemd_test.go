@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"one-contextd/engine"
 )
 
 const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoEF/oVRcmZp+augoIs0qQo4lpvTUqCIC7T//5gmnFe e2e@host"
@@ -18,8 +21,8 @@ func systemdContext(hostname string) string {
 }
 
 // systemdBoot boots the image of network manager nm once on a fresh overlay
-// of its disk, with the given context.
-func systemdBoot(t testing.TB, nm, contextISOPath, port string, overlay string) *boot {
+// of its disk, with the given context; opts adjust the VM.
+func systemdBoot(t testing.TB, nm, contextISOPath, port string, overlay string, opts ...func(*vmSpec)) *boot {
 	t.Helper()
 	image, kernel, initrd := lab.systemdImage(t, nm)
 	if overlay == "" {
@@ -28,10 +31,14 @@ func systemdBoot(t testing.TB, nm, contextISOPath, port string, overlay string) 
 			t.Fatal(err)
 		}
 	}
-	return bootVM(t, vmSpec{
+	spec := vmSpec{
 		Kernel: kernel, Initrd: initrd, Append: "root=/dev/vda rw console=ttyS0 panic=-1 quiet",
 		Disk: overlay, ISO: contextISOPath, GatePort: port, SMP: 2, MemMiB: 1024, Timeout: 6 * time.Minute,
-	})
+	}
+	for _, o := range opts {
+		o(&spec)
+	}
+	return bootVM(t, spec)
 }
 
 // TestSystemdBoot boots a Debian 12 image with the .deb installed, once
@@ -145,6 +152,17 @@ func persistentChanges(b *boot) []string {
 		}
 	}
 	return out
+}
+
+// agentCost is the run record's cost of each stage (the agent process's
+// own CPU and peak RSS apart from the tools it ran), read from the
+// `status --json` dump on the console; nil when the dump does not parse.
+func agentCost(b *boot) map[string]*engine.Cost {
+	var rec engine.Record
+	if err := json.Unmarshal([]byte(strings.Join(b.marked("E2E-STATUS"), "\n")), &rec); err != nil {
+		return nil
+	}
+	return rec.Cost
 }
 
 type unitUsage struct {
