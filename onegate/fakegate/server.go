@@ -21,14 +21,14 @@ type Server struct {
 	addr string
 	srv  *http.Server
 
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]bool
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
 	// accepted counts the connections ever accepted.
 	accepted int
-	down   bool
-	closed bool
-	done   sync.WaitGroup
+	down     bool
+	closed   bool
+	done     sync.WaitGroup
 }
 
 // TB is the part of testing.TB that Start needs.
