@@ -99,6 +99,20 @@ func (n NIC) Static6() bool {
 	return n.Method6 == settings.Static6 && len(n.Addr6) > 0 && n.Addr6[0].Var == n.Name+"_IP6"
 }
 
+// ImplicitRA reports a NIC with static IPv4 whose IPv6 the context leaves
+// alone (IP6_METHOD static without an address, or skip). one-context
+// writes nothing about IPv6 then, and systemd-networkd accepts router
+// advertisements by default. Before systemd 253, networkd also holds the
+// link in "configuring", and so network-online.target, until its router
+// solicitation times out (13 s measured with systemd 252, Debian 12) on a
+// network without IPv6 routers. ConfigureWithoutCarrier=yes lifts that
+// wait (networkd then leaves NDisc out of the link's readiness, as 253 and
+// later do for any link with a static address) and keeps RAs accepted, so
+// SLAAC from a router one-context users rely on still works.
+func (n NIC) ImplicitRA() bool {
+	return n.Static4() && (n.Method6 == settings.Skip6 || n.Method6 == settings.Static6 && !n.Static6())
+}
+
 // Skip4 reports whether IPv4 is left alone.
 func (n NIC) Skip4() bool { return n.Method4 != settings.DHCP4 && !n.Static4() }
 

@@ -37,6 +37,10 @@ func RenderNetplan(m model.Model, o Options) []File {
 		}
 		fmt.Fprintf(&b, "      dhcp4: %t\n", n.Method4 == settings.DHCP4)
 		fmt.Fprintf(&b, "      dhcp6: %t\n", n.Method6 == settings.DHCP6)
+		if n.ImplicitRA() {
+			// networkd's ConfigureWithoutCarrier=yes (see model.NIC.ImplicitRA).
+			b.WriteString("      ignore-carrier: true\n")
+		}
 		switch {
 		case n.Method6 == settings.Auto6 || n.Method6 == settings.DHCP6:
 			b.WriteString("      accept-ra: true\n      ipv6-privacy: false\n")

@@ -39,6 +39,9 @@ func RenderNetworkd(m model.Model) []File {
 			dhcp = "ipv6"
 		}
 		fmt.Fprintf(&b, "DHCP=%s\n", dhcp)
+		if n.ImplicitRA() {
+			b.WriteString("# Static: configured at once, not after the router solicitation times out.\nConfigureWithoutCarrier=yes\n")
+		}
 		for _, a := range n.Addr4 {
 			fmt.Fprintf(&b, "Address=%s\n", a.Prefix)
 		}
