@@ -322,6 +322,13 @@ func reload(ctx context.Context, r *engine.Recorder, in Input, t render.Type) er
 		}
 		cmd = runner.Cmd{Name: "networkctl", Args: []string{"reload"}}
 	case render.NM:
+		// NetworkManager makes /run/NetworkManager when it starts. Before
+		// that (the local stage of a boot runs before it) asking nmcli
+		// costs a second under emulation and a D-Bus round trip for nothing.
+		if !in.Root.Exists("/run/NetworkManager") {
+			r.Note("NetworkManager has not started yet; it reads the new files when it starts")
+			return nil
+		}
 		res, err := in.Run.Run(ctx, runner.Cmd{Name: "nmcli", Args: []string{"-t", "-f", "RUNNING", "general"}})
 		if err != nil || strings.TrimSpace(string(res.Stdout)) != "running" {
 			r.Note("NetworkManager is not running; it reads the new files when it starts")

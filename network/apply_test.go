@@ -203,3 +203,39 @@ func hasPrefix(list []string, want string) bool {
 	}
 	return false
 }
+
+// Before NetworkManager has started (the local stage of a boot), the agent
+// writes its keyfile and asks no tool: nmcli would cost a second under
+// emulation and a D-Bus call. Once NetworkManager runs, it is asked and,
+// running, told to reload.
+func TestNetnsApplyNetworkManagerReload(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Veth("ens3", "02:00:c0:00:02:0a", "p0")
+	root := imageRoot(t, "nmcli")
+	host := root.Dir()
+	lines := []string{"ETH0_MAC='02:00:c0:00:02:0a'", "ETH0_IP='192.0.2.10'", "ETH0_MASK='255.255.255.0'", "NETCFG_TYPE='nm'"}
+	fake := &runner.Fake{}
+	sr := runApply(t, ns, root, fake, buildCtx(t, lines...))
+	if got := fake.Commands(); len(got) != 0 {
+		t.Errorf("commands before NetworkManager started = %v", got)
+	}
+	if !hasPrefix(sr.Notes, "NetworkManager has not started yet") {
+		t.Errorf("notes: %v", sr.Notes)
+	}
+	if _, err := os.Stat(filepath.Join(host, render.NMPath("ens3"))); err != nil {
+		t.Errorf("keyfile not written: %v", err)
+	}
+
+	_ = os.MkdirAll(filepath.Join(host, "run/NetworkManager"), 0o755)
+	fake = &runner.Fake{Handler: func(c runner.Cmd) (runner.Result, error) {
+		if c.String() == "nmcli -t -f RUNNING general" {
+			return runner.Result{Stdout: []byte("running\n")}, nil
+		}
+		return runner.Result{}, nil
+	}}
+	runApply(t, ns, root, fake, buildCtx(t, append(lines, "ETH0_MTU='1400'")...))
+	want := []string{"nmcli -t -f RUNNING general", "nmcli connection reload"}
+	if got := fake.Commands(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("commands once NetworkManager runs = %v, want %v", got, want)
+	}
+}
