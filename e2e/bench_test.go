@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -100,16 +101,8 @@ func BenchmarkBootSystemd(b *testing.B) {
 	b.ReportMetric(hi.Seconds(), "ready-max-s")
 	b.ReportMetric(median(wall).Seconds()*1000, "units-wall-ms")
 	b.ReportMetric(median(cpu).Seconds()*1000, "units-cpu-ms")
-	maxPeak := 0.0
-	for _, p := range peak {
-		maxPeak = max(maxPeak, p)
-	}
-	b.ReportMetric(maxPeak, "units-peak-MiB")
+	b.ReportMetric(slices.Max(peak), "units-peak-MiB")
 	b.ReportMetric(median(agentCPU).Seconds()*1000, "agent-cpu-ms")
 	b.ReportMetric(median(toolsCPU).Seconds()*1000, "tools-cpu-ms")
-	maxRSS := 0.0
-	for _, r := range agentRSS {
-		maxRSS = max(maxRSS, r)
-	}
-	b.ReportMetric(maxRSS, "agent-rss-MiB")
+	b.ReportMetric(slices.Max(agentRSS), "agent-rss-MiB")
 }
