@@ -29,6 +29,10 @@ func BenchmarkBootSystemd(b *testing.B) {
 	// the same disk with the same context (every reboot of a VM); by
 	// default each measured boot is a VM's first.
 	again := os.Getenv("ONE_CONTEXTD_BENCH_BOOT") == "again"
+	label := nm
+	if again {
+		label += ", again"
+	}
 	withDNS := func(s *vmSpec) { s.AnsweringDNS = dns }
 	image, _, _ := lab.systemdImage(b, nm)
 	iso := contextISO(b, systemdContext("bench"), nil)
@@ -84,8 +88,8 @@ func BenchmarkBootSystemd(b *testing.B) {
 			rss = max(rss, float64(c.AgentMaxRSS)/1024)
 		}
 		agentCPU, toolsCPU, agentRSS = append(agentCPU, own), append(toolsCPU, tools), append(agentRSS, rss)
-		b.Logf("boot %d (%s%s): READY %s, powered off %s, agent units %s wall %s CPU %.1f MiB peak; agent process %s CPU %.1f MiB RSS, tools %s CPU",
-			i, nm, map[bool]string{true: ", again"}[again], fmtDur(ready[len(ready)-1]), fmtDur(bt.Wall), fmtDur(unitsWall), fmtDur(unitsCPU), unitsPeak,
+		b.Logf("boot %d (%s): READY %s, powered off %s, agent units %s wall %s CPU %.1f MiB peak; agent process %s CPU %.1f MiB RSS, tools %s CPU",
+			i, label, fmtDur(ready[len(ready)-1]), fmtDur(bt.Wall), fmtDur(unitsWall), fmtDur(unitsCPU), unitsPeak,
 			fmtDur(own), rss, fmtDur(tools))
 		b.StartTimer()
 	}

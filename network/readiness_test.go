@@ -50,7 +50,23 @@ func networkdState(t *testing.T, dir, mac string) string {
 	return out
 }
 
-var macLine = regexp.MustCompile(`(?m)^(?:Permanent)?MACAddress=(\S+)$`)
+var macLine = regexp.MustCompile(`(?m)^MACAddress=(\S+)$`)
+
+// needNetworkd skips unless systemd-networkd can run in a private mount
+// and network namespace with units bind-mounted over /etc/systemd/network.
+func needNetworkd(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("runs systemd-networkd in private mount and network namespaces: needs root")
+	}
+	if _, err := os.Stat("/lib/systemd/systemd-networkd"); err != nil {
+		t.Skip("systemd-networkd is not installed")
+	}
+	need(t, "unshare")
+	if fi, err := os.Stat("/etc/systemd/network"); err != nil || !fi.IsDir() {
+		t.Skip("/etc/systemd/network is missing, nothing to mount over")
+	}
+}
 
 // TestNetworkdConfiguresStaticNICsAtOnce runs the real systemd-networkd over
 // the units of a static IPv4 NIC whose context says nothing of IPv6 (the
@@ -59,17 +75,8 @@ var macLine = regexp.MustCompile(`(?m)^(?:Permanent)?MACAddress=(\S+)$`)
 // configured without waiting for router advertisements that never come:
 // network-online.target, and READY with it, waits for that state.
 func TestNetworkdConfiguresStaticNICsAtOnce(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("runs systemd-networkd in private mount and network namespaces: needs root")
-	}
-	if _, err := os.Stat("/lib/systemd/systemd-networkd"); err != nil {
-		t.Skip("systemd-networkd is not installed")
-	}
-	need(t, "unshare")
+	needNetworkd(t)
 	need(t, "ip")
-	if fi, err := os.Stat("/etc/systemd/network"); err != nil || !fi.IsDir() {
-		t.Skip("/etc/systemd/network is missing, nothing to mount over")
-	}
 	var c goldenCase
 	for _, g := range goldenCases(t) {
 		if g.name == "01-single-static-nic" {
@@ -80,6 +87,11 @@ func TestNetworkdConfiguresStaticNICsAtOnce(t *testing.T) {
 		t.Skip("shared vector 01-single-static-nic not found")
 	}
 	got, _ := renderCase(t, c)
+	m := macLine.FindSubmatch(got[render.Networkd][0].Data)
+	if m == nil {
+		t.Fatalf("no MACAddress= in the networkd unit:\n%s", got[render.Networkd][0].Data)
+	}
+	mac := string(m[1])
 
 	units := map[string]string{}
 	dir := writeTree(t, got[render.Networkd])
@@ -104,17 +116,6 @@ func TestNetworkdConfiguresStaticNICsAtOnce(t *testing.T) {
 	}
 	for name, dir := range units {
 		t.Run(name, func(t *testing.T) {
-			var mac string
-			entries, _ := os.ReadDir(dir)
-			for _, e := range entries {
-				data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-				if m := macLine.FindSubmatch(data); m != nil {
-					mac = string(m[1])
-				}
-			}
-			if mac == "" {
-				t.Fatalf("no MAC match in the units of %s", dir)
-			}
 			state := networkdState(t, dir, mac)
 			if !strings.Contains(state, "ADMIN_STATE=configured") {
 				t.Fatalf("networkd did not call the static link configured within 8 s (waiting for router advertisements?):\n%s", state)

@@ -152,17 +152,8 @@ func TestValidateNetworkManagerKeyfile(t *testing.T) {
 // bind-mounted over /etc/systemd/network), and fails on any line it logs
 // about a unit.
 func TestValidateNetworkd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("validator: running systemd-networkd in a private namespace needs root")
-	}
+	needNetworkd(t)
 	networkd := "/lib/systemd/systemd-networkd"
-	if _, err := os.Stat(networkd); err != nil {
-		t.Skip("validator: systemd-networkd is not installed")
-	}
-	need(t, "unshare")
-	if fi, err := os.Stat("/etc/systemd/network"); err != nil || !fi.IsDir() {
-		t.Skip("validator: /etc/systemd/network is missing, nothing to mount over")
-	}
 	parse := func(units map[string][]byte) string {
 		dir := t.TempDir()
 		for name, data := range units {
