@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"one-contextd/engine"
 )
 
 // BenchmarkBootSystemd boots the systemd image b.N times (each on a fresh
@@ -109,4 +114,59 @@ func BenchmarkBootSystemd(b *testing.B) {
 	b.ReportMetric(median(agentCPU).Seconds()*1000, "agent-cpu-ms")
 	b.ReportMetric(median(toolsCPU).Seconds()*1000, "tools-cpu-ms")
 	b.ReportMetric(slices.Max(agentRSS), "agent-rss-MiB")
+}
+
+// BenchmarkAgentColdWarm boots the minimal guest and runs the agent's
+// whole job (stage all, first boot of a fresh root, READY to OneGate)
+// several times in that one boot. Under TCG the first run also pays for
+// qemu translating every code path it takes; the later runs find the
+// binary's pages translated (qemu keys its translations by physical
+// page, and the page cache keeps them). The gap between them is what
+// emulation adds, and the warm runs are the agent's own work under
+// emulation, steadier than a whole boot for comparing changes to it.
+// Run it with: ONE_CONTEXTD_E2E=1 go test -run '^$' -bench AgentColdWarm -benchtime 1x ./e2e
+func BenchmarkAgentColdWarm(b *testing.B) {
+	need(b, "qemu-system-x86_64", "xorriso", "socat", "cpio", "apt-get", "dpkg-deb", "depmod")
+	const runs = 6
+	kernel, initrd := lab.initramfs(b)
+	iso := contextISO(b, baseContext+"ONEGATE_TOKEN='"+vmToken+"'\nSET_HOSTNAME='bench'\nETH0_DNS='10.0.2.3'\n", nil)
+	var coldCPU, warmCPU, coldWall, warmWall []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_, port := gate(b)
+		bt := bootVM(b, vmSpec{
+			Kernel: kernel, Initrd: initrd, Append: fmt.Sprintf("console=ttyS0 panic=-1 quiet e2e.bench=%d", runs),
+			ISO: iso, GatePort: port, Timeout: 5 * time.Minute,
+		})
+		b.StopTimer()
+		for r := 0; r < runs; r++ {
+			if exit := bt.first(fmt.Sprintf("E2E-BENCH-EXIT %d ", r)); exit != "0" {
+				bt.fail(b, "boot %d, run %d: agent exit %q, want 0", i, r, exit)
+				return
+			}
+			var rec engine.Record
+			if err := json.Unmarshal([]byte(strings.Join(bt.marked(fmt.Sprintf("E2E-BENCH-%d ", r)), "\n")), &rec); err != nil {
+				bt.fail(b, "boot %d, run %d: run record: %v", i, r, err)
+				return
+			}
+			c := rec.Cost[rec.Stage]
+			if c == nil || rec.Report == "" {
+				bt.fail(b, "boot %d, run %d: record without cost or report: %+v", i, r, rec)
+				return
+			}
+			cpu := time.Duration(c.AgentCPUMS * float64(time.Millisecond))
+			wall := rec.Finished.Sub(rec.Started)
+			b.Logf("boot %d, run %d: %s wall, agent %s CPU, %.1f MiB RSS, report %s", i, r, fmtDur(wall), fmtDur(cpu), float64(c.AgentMaxRSS)/1024, rec.Report)
+			if r == 0 {
+				coldCPU, coldWall = append(coldCPU, cpu), append(coldWall, wall)
+			} else {
+				warmCPU, warmWall = append(warmCPU, cpu), append(warmWall, wall)
+			}
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(median(coldCPU).Seconds()*1000, "cold-cpu-ms")
+	b.ReportMetric(median(warmCPU).Seconds()*1000, "warm-cpu-ms")
+	b.ReportMetric(median(coldWall).Seconds()*1000, "cold-wall-ms")
+	b.ReportMetric(median(warmWall).Seconds()*1000, "warm-wall-ms")
 }
