@@ -95,7 +95,11 @@ type SSHKey struct {
 
 // Users is the account part of the context: one user, as in one-context.
 type Users struct {
-	Name          string // USERNAME, default root
+	Name string // USERNAME, default root
+	// NameInvalid: USERNAME is set but is not a user name the agent
+	// accepts (Name keeps it as given). Nothing of the account part is
+	// applied then: never root's password and keys in its place.
+	NameInvalid   bool
 	Shell         string // USERNAME_SHELL, default /bin/bash (used only when creating)
 	Sudo          bool   // USERNAME_SUDO (legacy GRANT_SUDO), default YES; never for root
 	Password      Password
@@ -106,7 +110,20 @@ type Users struct {
 	Securetty *bool
 }
 
-var userNameRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}\$?$`)
+// UserNameExpr is the user names the agent accepts, unanchored: the
+// portable characters every distribution's useradd takes (letters, digits,
+// '.', '_', '-'; RHEL's refuses more than Debian's), not starting with '.'
+// or '-', an optional trailing '$' (Samba machine accounts), at most 32.
+// The sudoers line the users step writes is checked against it.
+const UserNameExpr = `[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}\$?`
+
+var userNameRe = regexp.MustCompile(`^` + UserNameExpr + `$`)
+
+// ValidUserName reports whether n is a user name the agent accepts. An
+// all-digit name is refused: tools take it for a UID.
+func ValidUserName(n string) bool {
+	return userNameRe.MatchString(n) && strings.Trim(n, "0123456789$") != ""
+}
 
 // cryptRe accepts the crypt(3) forms shadow files hold: $id$[params$]salt$hash,
 // 13-character DES, and the locked forms "*" and "!...".
@@ -115,10 +132,10 @@ var cryptRe = regexp.MustCompile(`^(\$[0-9a-z]+(\$[^$:\s]+)+|[./0-9A-Za-z]{13}|\
 func (b *builder) users() Users {
 	u := Users{Name: "root", Shell: "/bin/bash", Sudo: true}
 	if n := b.trimmed("USERNAME"); n != "" {
-		if !userNameRe.MatchString(n) {
-			b.problem("USERNAME", "%q is not a valid user name (lower-case letters, digits, _ and -, at most 32); using root", n)
-		} else {
-			u.Name = n
+		u.Name = n
+		if !ValidUserName(n) {
+			u.NameInvalid = true
+			b.problem("USERNAME", "%q is not a valid user name (letters, digits, '.', '_' and '-', not starting with '.' or '-', not only digits, at most 32 characters); no user, password, sudo rule or SSH key is set", n)
 		}
 	}
 	if s := b.trimmed("USERNAME_SHELL"); s != "" {
@@ -132,7 +149,7 @@ func (b *builder) users() Users {
 	if b.trimmed(sudoVar) == "" && b.trimmed("GRANT_SUDO") != "" {
 		sudoVar = "GRANT_SUDO"
 	}
-	u.Sudo = b.yes(sudoVar, true) && u.Name != "root"
+	u.Sudo = b.yes(sudoVar, true) && u.Name != "root" && !u.NameInvalid
 	u.Password = b.password()
 	if u.Password.Kind == NoPassword {
 		u.PasswordReset = b.yes("USERNAME_PASSWORD_RESET", false)

@@ -55,6 +55,9 @@ type Input struct {
 
 // Apply validates the keys and writes the block.
 func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
+	if in.Users.NameInvalid {
+		return fmt.Errorf("ssh keys: USERNAME %q is not a valid user name: the keys are installed for nobody (not root in its place)", in.Users.Name)
+	}
 	name := in.Users.Name
 	if name == "" {
 		name = "root"

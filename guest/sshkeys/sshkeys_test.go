@@ -346,3 +346,14 @@ func TestPrecheck(t *testing.T) {
 		}
 	}
 }
+
+func TestInvalidUserNameGivesNobodyTheKeys(t *testing.T) {
+	f := newFixture(t)
+	c := guesttest.Context(t, map[string]string{"USERNAME": "Bad User", "SSH_PUBLIC_KEY": keyAlice})
+	if _, err := f.apply(t, c.Users); err == nil || !strings.Contains(err.Error(), "USERNAME") {
+		t.Errorf("err = %v, want one naming USERNAME", err)
+	}
+	if _, err := os.Lstat(f.path("root/.ssh/authorized_keys")); err == nil {
+		t.Errorf("keys went to root")
+	}
+}

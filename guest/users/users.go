@@ -46,6 +46,11 @@ type Input struct {
 // drop-in and sets the password.
 func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	u := in.Users
+	if u.NameInvalid {
+		// Not root in its place: the context's password and sudo rule
+		// were meant for another account.
+		return fmt.Errorf("USERNAME %q is not a valid user name: no user is created, no password or sudo rule is set", u.Name)
+	}
 	if u.Name == "" {
 		u.Name = "root"
 	}
@@ -157,7 +162,7 @@ func recordCreated(root *fsroot.Root, name string) error {
 }
 
 // agentSudoLine matches the one line the agent (or one-context) writes.
-var agentSudoLine = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}\$? ALL=\(ALL\) NOPASSWD:ALL\n?$`)
+var agentSudoLine = regexp.MustCompile(`^` + settings.UserNameExpr + ` ALL=\(ALL\) NOPASSWD:ALL\n?$`)
 
 func sudoLine(name string) string { return name + " ALL=(ALL) NOPASSWD:ALL\n" }
 

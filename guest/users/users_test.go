@@ -250,20 +250,32 @@ func TestBadInputIsAProblemAndTheRestIsApplied(t *testing.T) {
 		t.Errorf("bob's password is not PASSWORD's")
 	}
 
-	// An invalid user name falls back to root; root gets no sudo file.
-	c = guesttest.Context(t, map[string]string{"USERNAME": "Bad User", "CRYPTED_PASSWORD": "$6$salt$notahashbutshaped"})
-	if !slices.Contains(guesttest.ProblemVars(c), "USERNAME") || c.Users.Name != "root" {
-		t.Fatalf("USERNAME: %v, name %q", c.Problems, c.Users.Name)
+	// An invalid user name is refused: root does not take its place (no
+	// password for root, the sudo rule of an earlier USERNAME stays), and
+	// the step fails, naming the variable.
+	rootBefore, _, _ := accounts.ShadowHash(f.root, "root")
+	if err := os.WriteFile(filepath.Join(f.dir, SudoersPath), []byte("bob ALL=(ALL) NOPASSWD:ALL\n"), 0o440); err != nil {
+		t.Fatal(err)
 	}
-	rec, _ = f.apply(t, c.Users)
-	if rec.Status != engine.OK {
-		t.Fatalf("step %s: %s", rec.Status, rec.Error)
+	for _, bad := range []string{"Bad User", "-rf", ".hidden", "1234", "a/b", "x:y"} {
+		c = guesttest.Context(t, map[string]string{"USERNAME": bad, "CRYPTED_PASSWORD": "$6$salt$notahashbutshaped", "PASSWORD": "pw"})
+		if !slices.Contains(guesttest.ProblemVars(c), "USERNAME") || !c.Users.NameInvalid || c.Users.Name != bad || c.Users.Sudo {
+			t.Fatalf("USERNAME %q: problems %v, users %+v", bad, c.Problems, c.Users)
+		}
+		f.run.Calls() // forget the earlier runs' calls
+		rec, _ = f.apply(t, c.Users)
+		if rec.Status != engine.Failed || !strings.Contains(rec.Error, "USERNAME") || !strings.Contains(rec.Error, "not a valid user name") {
+			t.Errorf("USERNAME %q: step %s: %q", bad, rec.Status, rec.Error)
+		}
+		if calls := f.run.Calls(); len(calls) != 0 {
+			t.Errorf("USERNAME %q: tools ran: %v", bad, guesttest.Lines(calls))
+		}
 	}
-	if hash, _, _ := accounts.ShadowHash(f.root, "root"); hash != "$6$salt$notahashbutshaped" {
-		t.Errorf("root's hash not set")
+	if hash, _, _ := accounts.ShadowHash(f.root, "root"); hash != rootBefore {
+		t.Errorf("root's password changed for an invalid USERNAME")
 	}
-	if _, err := os.Lstat(filepath.Join(f.dir, SudoersPath)); err == nil {
-		t.Errorf("sudoers drop-in kept for root")
+	if got, _ := os.ReadFile(filepath.Join(f.dir, SudoersPath)); string(got) != "bob ALL=(ALL) NOPASSWD:ALL\n" {
+		t.Errorf("sudoers drop-in changed for an invalid USERNAME: %q", got)
 	}
 }
 
@@ -377,7 +389,7 @@ func TestAgentSudoLineParsesForEveryAcceptedNameShape(t *testing.T) {
 	if _, err := osexec.LookPath("visudo"); err != nil {
 		t.Skip("visudo not installed (package sudo)")
 	}
-	names := []string{"a", "ops", "ops$", "_svc", "web-01_a", "a234567890123456789012345678901"}
+	names := []string{"a", "ops", "ops$", "_svc", "web-01_a", "a234567890123456789012345678901", "john.doe", "Admin", "1a", "x.", "Ab1$", "0_0"}
 	for _, n := range names {
 		c := guesttest.Context(t, map[string]string{"USERNAME": n})
 		if c.Users.Name != n {
