@@ -72,18 +72,32 @@ func Entry(ip netip.Addr, name string) string {
 
 // Render returns old with the block holding entry: replaced in place when
 // old has one (extra blocks from a damaged file are dropped), first otherwise.
+// A BEGIN marker with no END after it (an edited file) is not a block: that
+// marker line goes, and every line after it is kept as the file's own.
 func Render(old []byte, entry string) []byte {
 	block := BeginMarker + "\n" + entry + "\n" + EndMarker + "\n"
+	var lines [][]byte
+	for _, l := range bytes.SplitAfter(old, []byte("\n")) {
+		if len(l) > 0 {
+			lines = append(lines, l)
+		}
+	}
+	text := func(l []byte) string { return strings.TrimRight(string(l), "\r\n") }
+	closedAfter := func(i int) bool {
+		for _, l := range lines[i+1:] {
+			if text(l) == EndMarker {
+				return true
+			}
+		}
+		return false
+	}
 	var out bytes.Buffer
 	in, placed := false, false
-	for _, l := range bytes.SplitAfter(old, []byte("\n")) {
-		if len(l) == 0 {
-			continue
-		}
-		t := strings.TrimRight(string(l), "\r\n")
+	for i, l := range lines {
+		t := text(l)
 		switch {
 		case !in && t == BeginMarker:
-			in = true
+			in = closedAfter(i)
 			if !placed {
 				out.WriteString(block)
 				placed = true

@@ -79,3 +79,18 @@ func TestNoNameNoFileNoChange(t *testing.T) {
 		t.Errorf("new file %q", got)
 	}
 }
+
+func TestUnclosedBlockKeepsTheLinesAfterIt(t *testing.T) {
+	// The END line was removed by hand: the lines after BEGIN are the
+	// file's own, not the agent's.
+	old := "127.0.0.1 localhost\n" + BeginMarker + "\n10.0.0.5 web\n192.168.1.10 db\n::1 localhost ip6-localhost\n"
+	got := string(Render([]byte(old), "10.0.0.7 web"))
+	want := "127.0.0.1 localhost\n" + BeginMarker + "\n10.0.0.7 web\n" + EndMarker + "\n10.0.0.5 web\n192.168.1.10 db\n::1 localhost ip6-localhost\n"
+	if got != want {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+	// The next run finds a whole block and keeps the rest as it is.
+	if again := string(Render([]byte(got), "10.0.0.7 web")); again != got {
+		t.Errorf("second render changed the file:\n%q", again)
+	}
+}

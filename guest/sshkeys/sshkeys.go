@@ -318,17 +318,32 @@ func writeAt(dir int, name string, data []byte, uid, gid int) error {
 }
 
 // split separates the user's own lines (with their line ends, as read)
-// from the lines of the agent's block.
+// from the lines of the agent's block. A BEGIN marker with no END after it
+// (an edited file) is not a block: the lines after it are the user's, and
+// only the marker goes. Taking them for the block would delete the user's
+// own keys.
 func split(data []byte) (own []string, block []string) {
-	in := false
+	var lines []string
 	for _, l := range strings.SplitAfter(string(data), "\n") {
-		if l == "" {
-			continue
+		if l != "" {
+			lines = append(lines, l)
 		}
-		t := strings.TrimRight(l, "\r\n")
+	}
+	text := func(l string) string { return strings.TrimRight(l, "\r\n") }
+	closedAfter := func(i int) bool {
+		for _, l := range lines[i+1:] {
+			if text(l) == EndMarker {
+				return true
+			}
+		}
+		return false
+	}
+	in := false
+	for i, l := range lines {
+		t := text(l)
 		switch {
 		case !in && t == BeginMarker:
-			in = true
+			in = closedAfter(i)
 		case in && t == EndMarker:
 			in = false
 		case in:

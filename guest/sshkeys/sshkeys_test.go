@@ -357,3 +357,21 @@ func TestInvalidUserNameGivesNobodyTheKeys(t *testing.T) {
 		t.Errorf("keys went to root")
 	}
 }
+
+func TestSplitKeepsTheUsersLinesAfterAnUnclosedBlock(t *testing.T) {
+	// The END line was deleted by hand and the user's own key follows:
+	// it must not be taken for the agent's block and replaced.
+	data := "# mine\n" + BeginMarker + "\n" + keyAlice + "\n" + keyOps + "\n"
+	own, block := split([]byte(data))
+	if len(block) != 0 {
+		t.Errorf("block = %q, want none", block)
+	}
+	if got := strings.Join(own, ""); got != "# mine\n"+keyAlice+"\n"+keyOps+"\n" {
+		t.Errorf("own = %q", got)
+	}
+	// A whole block is still the agent's.
+	own, block = split([]byte("# mine\n" + BeginMarker + "\n" + keyAlice + "\n" + EndMarker + "\n" + keyOps + "\n"))
+	if len(block) != 1 || block[0] != keyAlice || strings.Join(own, "") != "# mine\n"+keyOps+"\n" {
+		t.Errorf("own %q, block %q", own, block)
+	}
+}
