@@ -217,6 +217,9 @@ func (s *session) report(ctx context.Context, r *engine.Recorder) error {
 }
 
 func (s *session) securetty(ctx context.Context, r *engine.Recorder) error {
+	if s.ctx.Users.SecurettyInvalid {
+		return engine.Skip("SECURETTY is neither YES nor NO; /etc/pam.d/login is left as it is")
+	}
 	in := securetty.Input{Securetty: s.ctx.Users.Securetty, Root: s.opt.Root}
 	// The default (YES in a VM, NO in a container) is about the running
 	// system; a root other than / is taken for a VM.

@@ -108,6 +108,8 @@ type Users struct {
 	// Securetty: SECURETTY, nil when unset (the step picks the default from
 	// the environment: YES in VMs, NO in containers).
 	Securetty *bool
+	// SecurettyInvalid: SECURETTY is neither YES nor NO; nothing is done.
+	SecurettyInvalid bool
 }
 
 // UserNameExpr is the user names the agent accepts, unanchored: the
@@ -156,8 +158,14 @@ func (b *builder) users() Users {
 	}
 	u.Keys = append(b.keys("SSH_PUBLIC_KEY"), b.keys("EC2_PUBLIC_KEY")...)
 	if b.trimmed("SECURETTY") != "" {
-		v := b.yes("SECURETTY", true)
-		u.Securetty = &v
+		// one-context acts on YES and NO only; another value leaves
+		// /etc/pam.d/login alone.
+		if v, ok := b.yesNo("SECURETTY", true); ok {
+			u.Securetty = &v
+		} else {
+			u.SecurettyInvalid = true
+			b.problem("SECURETTY", "%q is neither YES nor NO; /etc/pam.d/login is left as it is", b.trimmed("SECURETTY"))
+		}
 	}
 	return u
 }

@@ -118,19 +118,28 @@ func (b *builder) first(names ...string) (string, string) {
 }
 
 // yes is one-context's upper-cased YES test, with the default for an
-// empty value.
+// empty value. Any other value is NO, as one-context's `= "YES"` tests
+// make it (USERNAME_SUDO='false' grants no sudo), and a problem.
 func (b *builder) yes(name string, def bool) bool {
-	v := strings.ToUpper(b.trimmed(name))
-	switch v {
-	case "":
-		return def
-	case "YES":
-		return true
-	case "NO":
-		return false
+	v, ok := b.yesNo(name, def)
+	if !ok {
+		b.problem(name, "%q is neither YES nor NO; taken as NO", b.trimmed(name))
 	}
-	b.problem(name, "%q is neither YES nor NO; using %s", b.trimmed(name), yesNo(def))
-	return def
+	return v
+}
+
+// yesNo is yes without the problem: ok is false for a value that is
+// neither empty, YES nor NO (then v is false).
+func (b *builder) yesNo(name string, def bool) (v, ok bool) {
+	switch strings.ToUpper(b.trimmed(name)) {
+	case "":
+		return def, true
+	case "YES":
+		return true, true
+	case "NO":
+		return false, true
+	}
+	return false, false
 }
 
 // trueish is the looser test one-context uses for flags like
@@ -141,11 +150,4 @@ func trueish(v string) bool {
 		return true
 	}
 	return false
-}
-
-func yesNo(v bool) string {
-	if v {
-		return "YES"
-	}
-	return "NO"
 }

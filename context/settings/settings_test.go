@@ -101,3 +101,33 @@ func hasProblem(c *Context, variable string) bool {
 	}
 	return false
 }
+
+// A flag that is neither YES nor NO is NO, as one-context's `= "YES"`
+// tests make it, and a problem; SECURETTY's other values change nothing.
+func TestFlagsOtherThanYesAreNo(t *testing.T) {
+	for _, v := range []string{"false", "0", "off", "N", "maybe"} {
+		c := build(t, "USERNAME='alice'\nUSERNAME_SUDO='"+v+"'\nGROW_ROOTFS='"+v+"'\nSECURETTY='"+v+"'\nUSERNAME_PASSWORD_RESET='"+v+"'\n", Inputs{})
+		if c.Users.Sudo {
+			t.Errorf("USERNAME_SUDO=%q grants sudo", v)
+		}
+		if len(c.System.Grow) != 0 {
+			t.Errorf("GROW_ROOTFS=%q grows %v", v, c.System.Grow)
+		}
+		if c.Users.Securetty != nil || !c.Users.SecurettyInvalid {
+			t.Errorf("SECURETTY=%q: securetty %v, invalid %v", v, c.Users.Securetty, c.Users.SecurettyInvalid)
+		}
+		if c.Users.PasswordReset {
+			t.Errorf("USERNAME_PASSWORD_RESET=%q resets", v)
+		}
+		for _, name := range []string{"USERNAME_SUDO", "GROW_ROOTFS", "SECURETTY", "USERNAME_PASSWORD_RESET"} {
+			if !hasProblem(c, name) {
+				t.Errorf("%s=%q: no problem naming it in %v", name, v, c.Problems)
+			}
+		}
+	}
+	// The defaults and the two words are as before, in any case.
+	c := build(t, "USERNAME='alice'\nSECURETTY='no'\n", Inputs{})
+	if !c.Users.Sudo || len(c.System.Grow) != 1 || c.Users.Securetty == nil || *c.Users.Securetty || len(c.Problems) != 0 {
+		t.Errorf("defaults: %+v grow %v problems %v", c.Users, c.System.Grow, c.Problems)
+	}
+}
