@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/rs/zerolog"
 )
 
 // Redacted is what a secret prints as, everywhere.
@@ -74,10 +76,19 @@ func IsName(name string) bool {
 		return true
 	}
 	for _, part := range strings.Split(n, "_") {
-		switch part {
-		case "PASSWORD", "PASSWD", "SECRET", "TOKEN", "TOKENTXT", "PASSPHRASE":
+		// Numbered and plural forms too: PASSWORD2, DB_PASSWORDS.
+		part = strings.TrimRight(part, "0123456789")
+		if secretWord(part) || (strings.HasSuffix(part, "S") && secretWord(strings.TrimSuffix(part, "S"))) {
 			return true
 		}
+	}
+	return false
+}
+
+func secretWord(w string) bool {
+	switch w {
+	case "PASSWORD", "PASSWD", "SECRET", "TOKEN", "TOKENTXT", "PASSPHRASE":
+		return true
 	}
 	return false
 }
@@ -103,13 +114,7 @@ func (s *Scrubber) Add(values ...Value) {
 		if len(v.v) < minScrub {
 			continue
 		}
-		// Also the JSON-escaped form, which is how a secret with quotes or
-		// backslashes would appear in a JSON log line.
-		forms := []string{v.v}
-		if j, err := json.Marshal(v.v); err == nil && string(j[1:len(j)-1]) != v.v {
-			forms = append(forms, string(j[1:len(j)-1]))
-		}
-		for _, f := range forms {
+		for _, f := range escapedForms(v.v) {
 			if !slices.Contains(s.values, f) {
 				s.values = append(s.values, f)
 			}
@@ -117,6 +122,24 @@ func (s *Scrubber) Add(values ...Value) {
 	}
 	// Longest first, so a secret that contains another is replaced whole.
 	sort.Slice(s.values, func(i, j int) bool { return len(s.values[i]) > len(s.values[j]) })
+}
+
+// escapedForms is the secret as written and as each JSON encoder in the
+// agent escapes it inside a string: zerolog's log lines (which keep <, >
+// and & as they are) and encoding/json's records (which escape them).
+func escapedForms(v string) []string {
+	forms := []string{v}
+	if j, err := json.Marshal(v); err == nil {
+		forms = append(forms, string(j[1:len(j)-1]))
+	}
+	var line bytes.Buffer
+	zl := zerolog.New(&line)
+	zl.Log().Str("v", v).Send()
+	z, ok := strings.CutPrefix(strings.TrimSpace(line.String()), `{"v":"`)
+	if z, ok2 := strings.CutSuffix(z, `"}`); ok && ok2 {
+		forms = append(forms, z)
+	}
+	return forms
 }
 
 // Scrub replaces every registered secret in text by Redacted.

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 func TestValueNeverFormatsClearText(t *testing.T) {
@@ -36,6 +39,7 @@ func TestIsName(t *testing.T) {
 		"APP_SECRET": true, "TLS_KEY": true, "TLS_KEY_BASE64": true, "db_password": true, "AWS_SECRET_ACCESS_KEY": true,
 		"SSH_PUBLIC_KEY": false, "EC2_PUBLIC_KEY": false, "ONEAPP_SSH_PUBLIC_KEY": false, "TOKEN": false,
 		"USERNAME": false, "ETH0_IP": false, "KEYBOARD": false, "PASSWORDLESS": false, "USERNAME_PASSWORD_RESET": false,
+		"PASSWORD2": true, "CRYPTED_PASSWORD2": true, "PASSWORDS": true, "DB_PASSWORD1": true, "ETH10_TOKENS": true, "ETH0_MAC2": false,
 	} {
 		if got := IsName(name); got != want {
 			t.Errorf("IsName(%q) = %v, want %v", name, got, want)
@@ -68,5 +72,36 @@ func TestScrubber(t *testing.T) {
 	var nilS *Scrubber
 	if nilS.Scrub("a") != "a" {
 		t.Error("nil scrubber must pass text through")
+	}
+}
+
+// Every secret shape is scrubbed from what the logger actually writes:
+// zerolog keeps <, > and & as they are, encoding/json escapes them.
+func TestScrubberCatchesTheLoggersEscaping(t *testing.T) {
+	secrets := []string{`Pa\ss&w0rd`, `a"b<c>d`, "tab\there&", "line\nbreak<", "plain&pass", `back\slash`, "ünï&cödé"}
+	var s Scrubber
+	for _, v := range secrets {
+		s.Add(New(v))
+	}
+	var buf bytes.Buffer
+	log := zerolog.New(s.Writer(&buf))
+	for _, v := range secrets {
+		log.Error().Str("detail", "failed with "+v).Msg("x " + v)
+		rec, _ := json.Marshal(map[string]string{"error": "step: " + v})
+		buf.WriteString(s.Scrub(string(rec)) + "\n")
+	}
+	for _, v := range secrets {
+		plain, _ := json.Marshal(v)
+		for _, leak := range []string{v, string(plain[1 : len(plain)-1])} {
+			if bytes.Contains(buf.Bytes(), []byte(leak)) {
+				t.Errorf("%q leaked as %q:\n%s", v, leak, buf.String())
+			}
+		}
+		if strings.Contains(buf.String(), strings.ReplaceAll(v, `\`, `\\`)) {
+			t.Errorf("%q leaked with zerolog's escaping:\n%s", v, buf.String())
+		}
+	}
+	if n := strings.Count(buf.String(), Redacted); n != 3*len(secrets) {
+		t.Errorf("%d redactions, want %d:\n%s", n, 3*len(secrets), buf.String())
 	}
 }
