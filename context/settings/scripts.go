@@ -53,20 +53,25 @@ func (b *builder) scripts(mediumFiles []string) Scripts {
 }
 
 // filesDS reads the names out of oned's rewritten FILES_DS value,
-// `<source path>:'<image name>' ...`.
+// `<source path>:'<image name>' ...`. An image name may hold spaces and
+// colons ('app config.conf', 'db:backup.tar'): the quotes delimit it.
 func filesDS(v string) []string {
 	var out []string
-	for _, item := range strings.Fields(v) {
-		i := strings.LastIndex(item, ":")
+	for rest := v; ; {
+		i := strings.Index(rest, ":'")
 		if i < 0 {
-			continue
+			return out
 		}
-		name := strings.Trim(item[i+1:], "'")
-		if name != "" {
+		rest = rest[i+2:]
+		j := strings.IndexByte(rest, '\'')
+		if j < 0 {
+			return out
+		}
+		if name := rest[:j]; name != "" {
 			out = append(out, name)
 		}
+		rest = rest[j+1:]
 	}
-	return out
 }
 
 // Role is the service role the VM plays (the project's role layer).

@@ -81,6 +81,22 @@ func TestFilesDSKeepsNamesAsWritten(t *testing.T) {
 	}
 }
 
+// Image names with spaces and colons, as parse vector 15 has them.
+func TestFilesDSNamesWithSpacesAndColons(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(sharedDir(t), "vectors", "parse", "15-files-ds.context.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := build(t, string(data), Inputs{})
+	if want := []string{"init.sh", "app config.conf"}; !reflect.DeepEqual(c.Scripts.Files, want) {
+		t.Errorf("vector 15: files %q, want %q", c.Scripts.Files, want)
+	}
+	c = buildScripts(t, `FILES_DS='/ds/1:'\''db:backup.tar'\'' /ds/2:'\''a b:c'\'' '`)
+	if want := []string{"db:backup.tar", "a b:c"}; !reflect.DeepEqual(c.Scripts.Files, want) {
+		t.Errorf("files %q, want %q", c.Scripts.Files, want)
+	}
+}
+
 func TestRole(t *testing.T) {
 	c := buildScripts(t, "ROLE=' Replica '\nROLE_NAME='replica'\nROLE_PARENTS='master  witness'")
 	want := Role{Name: "replica", ServiceRole: "replica", Parents: []string{"master", "witness"}}
