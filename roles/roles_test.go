@@ -338,6 +338,27 @@ func TestParentRoleNeverReady(t *testing.T) {
 	}
 }
 
+// A parent role scaled to 0 VMs does not hold its children back; one whose
+// VMs are not listed yet does.
+func TestParentRoleWithNoVMsIsReady(t *testing.T) {
+	f := newFixture(t)
+	f.image("replica", "10-setup", dumpEnv, 0o755)
+	s := pgService(false)
+	s.Roles[0].Cardinality, s.Roles[0].Nodes = 0, nil
+	in := f.input("ROLE='replica'\nVMID='12'", fixed(s))
+	in.WaitTimeout = 300 * time.Millisecond
+	r, _ := engine.NewTestRecorder()
+	if err := Apply(context.Background(), r, in); err != nil {
+		t.Fatal(err)
+	}
+	if !f.exists("order") {
+		t.Error("role scripts did not run")
+	}
+	if ok, why := (&Role{Name: "master", Cardinality: 2}).ready(); ok {
+		t.Errorf("a role of 2 whose VMs are not listed yet is ready (%s)", why)
+	}
+}
+
 // OneGate leaves "parents" out; ROLE_PARENTS from the context names them.
 func TestParentFromContextBecomesReady(t *testing.T) {
 	f := newFixture(t)

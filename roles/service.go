@@ -107,7 +107,9 @@ func (r *Role) ready() (bool, string) {
 			n++
 		}
 	}
-	want := max(r.Cardinality, len(r.Nodes), 1)
+	// A role scaled to 0 VMs is complete (OneFlow shows it RUNNING); one
+	// whose VMs are not listed yet waits for its cardinality.
+	want := max(r.Cardinality, len(r.Nodes))
 	if n >= want && n == len(r.Nodes) {
 		return true, ""
 	}
