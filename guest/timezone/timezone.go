@@ -63,7 +63,14 @@ func check(root *fsroot.Root, tz string) error {
 	if strings.Contains(tz, "..") || strings.HasPrefix(tz, "/") {
 		return fmt.Errorf("not a zone name")
 	}
-	f, err := root.Fs().Open(path.Join(ZoneDir, tz))
+	// Debian's zoneinfo/localtime is a link to /etc/localtime: linking
+	// /etc/localtime to it would make a loop. A zone is a file inside the
+	// zone directory, or a link that never leaves it.
+	real, err := resolveWithin(root, path.Join(ZoneDir, tz), ZoneDir)
+	if err != nil {
+		return err
+	}
+	f, err := root.Fs().Open(real)
 	if err != nil {
 		return fmt.Errorf("no such zone in %s", ZoneDir)
 	}
@@ -73,6 +80,33 @@ func check(root *fsroot.Root, tz string) error {
 		return fmt.Errorf("%s/%s is not a compiled time zone", ZoneDir, tz)
 	}
 	return nil
+}
+
+// resolveWithin follows the symlinks of p inside the root (absolute
+// targets are taken under the root) and returns the path it leads to, or
+// an error when a link leads out of dir.
+func resolveWithin(root *fsroot.Root, p, dir string) (string, error) {
+	for hops := 0; hops < 40; hops++ {
+		if !strings.HasPrefix(p, dir+"/") {
+			return "", fmt.Errorf("leads to %s, outside %s", p, dir)
+		}
+		fi, err := root.Lstat(p)
+		if err != nil {
+			return "", fmt.Errorf("no such zone in %s", dir)
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return p, nil
+		}
+		target, err := os.Readlink(root.HostPath(p))
+		if err != nil {
+			return "", err
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(p), target)
+		}
+		p = path.Clean(target)
+	}
+	return "", fmt.Errorf("%s: too many links", p)
 }
 
 // symlink makes p a symlink to target, atomically, unless it already is.

@@ -47,10 +47,28 @@ func TestVector08SetsMoscowOnce(t *testing.T) {
 	}
 }
 
+// A zone name that is a link inside the zone directory (tzdata's legacy
+// names) is a zone.
+func TestLinkedZoneNameIsAZone(t *testing.T) {
+	dir := debroot.New(t)
+	root, _ := fsroot.New(dir)
+	r, rec := engine.NewTestRecorder()
+	if err := Apply(context.Background(), r, Input{Timezone: "US/Eastern", Root: root}); err != nil || len(rec.Problems) != 0 {
+		t.Fatalf("%v %v", err, rec.Problems)
+	}
+	if l, _ := os.Readlink(filepath.Join(dir, "etc/localtime")); l != "/usr/share/zoneinfo/US/Eastern" {
+		t.Errorf("/etc/localtime -> %q", l)
+	}
+}
+
 func TestUnknownZoneChangesNothing(t *testing.T) {
 	dir := debroot.New(t)
 	root, _ := fsroot.New(dir)
-	for _, tz := range []string{"Mars/Olympus_Mons", "Europe", "posixrules/../../../etc/passwd", "../../etc/shadow"} {
+	// tzdata's zoneinfo/localtime is a link to /etc/localtime: not a zone.
+	if l, err := os.Readlink(filepath.Join(dir, "usr/share/zoneinfo/localtime")); err != nil || l != "/etc/localtime" {
+		t.Fatalf("the tree's tzdata has no zoneinfo/localtime -> /etc/localtime (%q, %v)", l, err)
+	}
+	for _, tz := range []string{"Mars/Olympus_Mons", "Europe", "posixrules/../../../etc/passwd", "../../etc/shadow", "localtime"} {
 		before := guesttest.Snapshot(t, filepath.Join(dir, "etc"))
 		r, rec := engine.NewTestRecorder()
 		if err := Apply(context.Background(), r, Input{Timezone: tz, Root: root}); err != nil {
