@@ -56,7 +56,8 @@ type Config struct {
 	VMID string
 	// HTTP is the client to use; nil builds one with bounded timeouts and
 	// the proxy variables of the environment (never for link-local or
-	// loopback gates).
+	// loopback gates). New uses a copy that never follows redirects,
+	// whatever the given client's CheckRedirect says.
 	HTTP *http.Client
 	// Retry is the policy for connection errors and 5xx answers; the zero
 	// value means DefaultRetry().
@@ -108,9 +109,15 @@ func New(cfg Config) (*Client, error) {
 	if _, err := strconv.ParseUint(vmid, 10, 31); err != nil {
 		return nil, fmt.Errorf("onegate: VM id %q is not a number", vmid)
 	}
-	hc := cfg.HTTP
-	if hc == nil {
+	var hc *http.Client
+	if cfg.HTTP == nil {
 		hc = DefaultHTTPClient()
+	} else {
+		// A copy: the caller's client (shared by other users) keeps its
+		// own policy; the copy shares its transport and connections.
+		c := *cfg.HTTP
+		c.CheckRedirect = noRedirect
+		hc = &c
 	}
 	sleep := cfg.Sleep
 	if sleep == nil {
@@ -125,10 +132,12 @@ func New(cfg Config) (*Client, error) {
 // VMID is the id the client speaks for.
 func (c *Client) VMID() string { return c.vmid }
 
-// DefaultHTTPClient is the client New uses when Config.HTTP is nil.
+// DefaultHTTPClient is the client New uses when Config.HTTP is nil. It
+// never follows redirects (see noRedirect).
 func DefaultHTTPClient() *http.Client {
 	return &http.Client{
-		Timeout: DefaultRequestTimeout,
+		Timeout:       DefaultRequestTimeout,
+		CheckRedirect: noRedirect,
 		Transport: &http.Transport{
 			Proxy: func(r *http.Request) (*url.URL, error) {
 				return proxyFor(r, http.ProxyFromEnvironment)
@@ -141,6 +150,13 @@ func DefaultHTTPClient() *http.Client {
 		},
 	}
 }
+
+// noRedirect makes a client hand back a 3xx answer instead of following
+// it, as upstream's Ruby client (Net::HTTP, CloudClient.http_start) does:
+// a followed PUT /vm turns into a GET whose 200 would count as stored, and
+// the X-ONEGATE-TOKEN header would go to whatever host the Location names.
+// once turns the 3xx into an APIError.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // proxyFor applies fallback (the environment's proxy rule) except for gates
 // on link-local or loopback addresses, which no proxy can reach.
@@ -220,8 +236,12 @@ func (c *Client) once(ctx context.Context, req request) (body []byte, kind strin
 		return nil, transportKind(err), &Error{Method: req.method, Path: req.route, Err: fmt.Errorf("read answer: %w", c.scrub(err)), transport: true}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg := errorMessage(data)
+		if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+			msg = redirectMessage(resp)
+		}
 		return nil, "status " + strconv.Itoa(resp.StatusCode), &APIError{
-			Method: req.method, Path: req.route, Status: resp.StatusCode, Message: c.redact(errorMessage(data)),
+			Method: req.method, Path: req.route, Status: resp.StatusCode, Message: c.redact(msg),
 		}
 	}
 	return data, "", nil
@@ -259,6 +279,25 @@ func transportKind(err error) string {
 	default:
 		return "connection"
 	}
+}
+
+// redirectMessage describes a 3xx answer, which is never followed. The
+// target is named (without credentials) so a wrong endpoint (http for
+// https, a missing path prefix) can be fixed; the body, an HTML page
+// repeating it, is dropped.
+func redirectMessage(resp *http.Response) string {
+	loc := strings.TrimSpace(resp.Header.Get("Location"))
+	if loc == "" {
+		return "redirect not followed"
+	}
+	if u, err := resp.Request.URL.Parse(loc); err == nil {
+		u.User = nil
+		u.RawQuery, u.Fragment = "", ""
+		loc = u.String()
+	} else {
+		loc = "an invalid Location"
+	}
+	return "redirect to " + loc + " not followed; check ONEGATE_ENDPOINT"
 }
 
 // errorMessage is the server's error text. OneGate sends plain text despite

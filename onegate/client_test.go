@@ -445,6 +445,76 @@ func TestTokenNeverShown(t *testing.T) {
 	}
 }
 
+// TestRedirectIsNotFollowed: a 3xx from the gate is an error naming the
+// status, as in upstream's Ruby client; nothing (above all not the token)
+// reaches the redirect target, whichever client New was given.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	const token = "cmVkaXJlY3Qtc2VjcmV0LXRva2Vu"
+	var mu sync.Mutex
+	var gateHits, targetHits int
+	var targetTokens int // requests that carried the token
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		targetHits++
+		if r.Header.Get(onegate.HeaderToken) != "" {
+			targetTokens++
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"VM":{"ID":"41","NAME":"x","USER_TEMPLATE":{}}}`)
+	}))
+	defer target.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			gateHits++
+			mu.Unlock()
+			http.Redirect(w, r, target.URL+r.URL.Path+"?from=gate", status)
+		}))
+		for name, hc := range map[string]*http.Client{
+			"nil (default)":       nil,
+			"DefaultHTTPClient()": onegate.DefaultHTTPClient(), // the agent's onegateHTTP()
+			"caller's client":     {Timeout: 5 * time.Second},  // follows redirects on its own
+		} {
+			mu.Lock()
+			gateHits, targetHits, targetTokens = 0, 0, 0
+			mu.Unlock()
+			c, sl, logs := client(t, gate.URL, token, "41", hc)
+			ctx := context.Background()
+			uerr := c.Update(ctx, "", onegate.Attr{Key: "READY", Value: "YES"})
+			_, verr := c.VM(ctx)
+			for op, err := range map[string]error{"PUT /vm": uerr, "GET /vm": verr} {
+				if err == nil {
+					t.Errorf("%d, %s: %s: no error; a redirect must not count as success", status, name, op)
+					continue
+				}
+				if got := onegate.StatusOf(err); got != status {
+					t.Errorf("%d, %s: %s: status %d in %v", status, name, op, got, err)
+				}
+				var ae *onegate.APIError
+				if !errors.As(err, &ae) || !strings.Contains(err.Error(), "redirect to "+target.URL+"/vm not followed") {
+					t.Errorf("%d, %s: %s: error %q, want an APIError naming the target", status, name, op, err)
+				}
+				if strings.Contains(fmt.Sprintf("%v %+v %#v", err, err, err), token) {
+					t.Errorf("%d, %s: %s: token in the error", status, name, op)
+				}
+			}
+			if strings.Contains(logs.String(), token) {
+				t.Errorf("%d, %s: token in the log", status, name)
+			}
+			mu.Lock()
+			if targetHits != 0 {
+				t.Errorf("%d, %s: the redirect target got %d requests (%d with the token), want none", status, name, targetHits, targetTokens)
+			}
+			if gateHits != 2 || sl.count() != 0 {
+				t.Errorf("%d, %s: gate got %d requests, %d retries; a redirect is not retried", status, name, gateHits, sl.count())
+			}
+			mu.Unlock()
+		}
+		gate.Close()
+	}
+}
+
 // BenchmarkUpdateReady is the agent's READY report: one PUT over loopback.
 func BenchmarkUpdateReady(b *testing.B) {
 	g := fakegate.New(nil)
