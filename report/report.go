@@ -97,10 +97,19 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		return s
 	}
 
-	if ok, why := readinessCheck(ctx, r, in); !ok {
-		in.Record.Report = "not sent: readiness check failed (" + why + ")"
-		r.Note("READY not reported: readiness check failed: %s", why)
-		return nil
+	sleep := in.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	if tries, why, cut := awaitReady(ctx, r, in, sleep, scrub); why != "" {
+		// As net-99-report-ready: nothing is sent, and the step fails
+		// ("Failed to report READY", exit 1) so status and the log say so.
+		in.Record.Report = fmt.Sprintf("not sent: readiness check failed%s (%s)", triesText(tries), why)
+		if cut != nil {
+			in.Record.Report += "; stopped waiting for the next try"
+			return fmt.Errorf("READY not reported: readiness check failed%s: %s; stopped waiting for the next try: %w", triesText(tries), why, cut)
+		}
+		return fmt.Errorf("READY not reported: readiness check failed%s: %s", triesText(tries), why)
 	}
 
 	p := plan(in.Record, version, now().UTC(), scrub)
@@ -149,6 +158,13 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		in.Record.Report = "not sent: " + reason + "; and not queued: " + scrub(werr.Error())
 		return fmt.Errorf("report %s: %s; queue it: %w", what, reason, werr)
 	}
+	if status >= 300 && status < 400 {
+		// The gate redirects (an http endpoint for an https gate, a
+		// missing path prefix): redirects are never followed, and it is
+		// no outage. Queued in case a reconfigure fixes ONEGATE_ENDPOINT.
+		in.Record.Report = "queued (OneGate redirected it: " + reason + ")"
+		return fmt.Errorf("report %s: OneGate answered with a redirect, which is not followed (queued in %s for a retry): %w", what, PendingFile, err)
+	}
 	if status == http.StatusUnauthorized {
 		// Bad or stale token, or a wrong VMID: not an outage, so the step
 		// fails; a reconfigure may bring a new token, so it stays queued
@@ -161,9 +177,58 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	return nil
 }
 
-// readinessCheck is net-99-report-ready's check: READY_SCRIPT_PATH, else
-// READY_SCRIPT, else ready.
-func readinessCheck(ctx context.Context, r *engine.Recorder, in Input) (bool, string) {
+func triesText(n int) string {
+	if n > 1 {
+		return fmt.Sprintf(" %d times", n)
+	}
+	return ""
+}
+
+// awaitReady is net-99-report-ready's loop around the readiness check: up
+// to RETRY_COUNT tries, RETRY_WAIT_PERIOD apart. why is "" when the check
+// passed, else the last failure; tries is how many checks ran; cut is the
+// error of a wait cut short (ctx), after which no more tries are made. A
+// READY_SCRIPT_PATH that does not exist fails at once, as upstream.
+// Upstream's tries also cover the report itself; here delivery has its
+// own retries and queue (see Apply), so only the check is repeated. why
+// (a script's stderr) has gone through scrub.
+func awaitReady(ctx context.Context, r *engine.Recorder, in Input,
+	sleep func(context.Context, time.Duration) error, scrub func(string) string) (tries int, why string, cut error) {
+	g := in.OneGate
+	if g.ReadyScriptPath == "" && strings.TrimSpace(g.ReadyScript) == "" {
+		return 0, "", nil // no check: ready
+	}
+	limit := g.ReadyRetryCount
+	if limit <= 0 {
+		limit = settings.DefaultReadyRetryCount
+	}
+	pause := max(g.ReadyRetryWait, 0)
+	for tries = 1; ; tries++ {
+		ok, why, final := readinessCheck(ctx, r, in)
+		why = scrub(why)
+		if ok {
+			if tries > 1 {
+				r.Note("readiness check passed on try %d of %d", tries, limit)
+			}
+			return tries, "", nil
+		}
+		if final {
+			return 0, why, nil
+		}
+		if tries >= limit {
+			return tries, why, nil
+		}
+		r.Note("readiness check failed (try %d of %d, RETRY_COUNT): %s; trying again in %s (RETRY_WAIT_PERIOD)", tries, limit, why, pause)
+		if err := sleep(ctx, pause); err != nil {
+			return tries, why, fmt.Errorf("wait for try %d: %w", tries+1, err)
+		}
+	}
+}
+
+// readinessCheck is one try of net-99-report-ready's check:
+// READY_SCRIPT_PATH, else READY_SCRIPT. final marks a failure another try
+// cannot change (the path is not there).
+func readinessCheck(ctx context.Context, r *engine.Recorder, in Input) (ok bool, why string, final bool) {
 	g := in.OneGate
 	timeout := in.ReadyTimeout
 	if timeout <= 0 {
@@ -174,14 +239,14 @@ func readinessCheck(ctx context.Context, r *engine.Recorder, in Input) (bool, st
 		p := g.ReadyScriptPath
 		if !strings.HasPrefix(p, "/") {
 			r.Problem("READY_SCRIPT_PATH", "%q is not an absolute path", p)
-			return false, "READY_SCRIPT_PATH " + p + " is not an absolute path"
+			return false, "READY_SCRIPT_PATH " + p + " is not an absolute path", true
 		}
 		if !in.Root.Exists(p) {
 			r.Problem("READY_SCRIPT_PATH", "%s does not exist", p)
-			return false, "READY_SCRIPT_PATH " + p + " does not exist"
+			return false, "READY_SCRIPT_PATH " + p + " does not exist", true
 		}
 		if _, err := in.Run.Run(ctx, runner.Cmd{Name: in.Root.HostPath(p), Env: in.Env, Timeout: timeout}); err != nil {
-			return false, "READY_SCRIPT_PATH: " + err.Error()
+			return false, "READY_SCRIPT_PATH: " + err.Error(), false
 		}
 	case strings.TrimSpace(g.ReadyScript) != "":
 		cmd := runner.Cmd{Name: "/bin/sh", Args: []string{"-c", g.ReadyScript}, Env: in.Env, Timeout: timeout}
@@ -190,18 +255,18 @@ func readinessCheck(ctx context.Context, r *engine.Recorder, in Input) (bool, st
 			if errors.As(err, &ee) {
 				// The command line is the script itself: name it, do not repeat it.
 				if ee.TimedOut {
-					return false, "READY_SCRIPT timed out"
+					return false, "READY_SCRIPT timed out", false
 				}
 				msg := fmt.Sprintf("READY_SCRIPT exited with status %d", ee.Code)
 				if ee.Stderr != "" {
 					msg += ": " + ee.Stderr
 				}
-				return false, msg
+				return false, msg, false
 			}
-			return false, "READY_SCRIPT: " + err.Error()
+			return false, "READY_SCRIPT: " + err.Error(), false
 		}
 	}
-	return true, ""
+	return true, "", false
 }
 
 // deliver sends p: the update first, then erases the keys of p.Erase that

@@ -172,16 +172,18 @@ func TestReadyScriptPathMissingSendsNothing(t *testing.T) {
 	h.rec.Steps = okSteps()
 	in := h.input()
 	in.OneGate.ReadyScriptPath = "/usr/local/bin/app-ready"
+	var waits int
+	in.Sleep = func(context.Context, time.Duration) error { waits++; return nil }
 	sr, err := apply(t, in)
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
+	// Upstream: "does not exist", exit 1, no tries.
+	if err == nil || !strings.Contains(err.Error(), "READY not reported") || !strings.Contains(err.Error(), "/usr/local/bin/app-ready does not exist") {
+		t.Fatalf("Apply: %v, want the step to fail naming the path", err)
 	}
 	if n := len(h.gate.Requests()); n != 0 {
 		t.Errorf("%d requests sent, want none", n)
 	}
-	notes := strings.Join(sr.Notes, "\n")
-	if !strings.Contains(notes, "/usr/local/bin/app-ready does not exist") || !strings.Contains(notes, "READY not reported") {
-		t.Errorf("notes = %q", sr.Notes)
+	if waits != 0 {
+		t.Errorf("%d waits for a missing path, want none", waits)
 	}
 	if len(sr.Problems) != 1 || !strings.HasPrefix(sr.Problems[0], "READY_SCRIPT_PATH: ") {
 		t.Errorf("problems = %q", sr.Problems)
@@ -211,8 +213,8 @@ func TestReadyScriptPathExitStatusDecides(t *testing.T) {
 		in := h.input()
 		in.OneGate.ReadyScriptPath = "/opt/ready.sh"
 		in.Env = []string{"APP=up", "PATH=/usr/bin:/bin"}
-		if _, err := apply(t, in); err != nil {
-			t.Fatalf("Apply: %v", err)
+		if _, err := apply(t, in); (err == nil) != tc.ready {
+			t.Fatalf("Apply: %v, want an error only when not ready", err)
 		}
 		v, _ := h.attr("READY")
 		if got := v == "YES"; got != tc.ready {
@@ -238,8 +240,8 @@ func TestReadyScript(t *testing.T) {
 		in := h.input()
 		in.OneGate.ReadyScript = tc.script
 		in.Env = []string{"APP=up"}
-		if _, err := apply(t, in); err != nil {
-			t.Fatalf("Apply: %v", err)
+		if _, err := apply(t, in); (err == nil) != tc.ready {
+			t.Fatalf("Apply: %v, want an error only when not ready", err)
 		}
 		_, ready := h.attr("READY")
 		if ready != tc.ready {
@@ -249,7 +251,7 @@ func TestReadyScript(t *testing.T) {
 			if n := len(h.gate.Requests()); n != 0 {
 				t.Errorf("READY_SCRIPT %q: %d requests, want none", tc.script, n)
 			}
-			if !strings.HasPrefix(h.rec.Report, "not sent: readiness check failed (READY_SCRIPT exited with status 1") {
+			if !strings.HasPrefix(h.rec.Report, "not sent: readiness check failed 3 times (READY_SCRIPT exited with status 1") {
 				t.Errorf("Record.Report = %q", h.rec.Report)
 			}
 		}
