@@ -298,3 +298,34 @@ func TestFindTimesOutClearly(t *testing.T) {
 		t.Errorf("the wait was not bounded")
 	}
 }
+
+// The roles timer uses the medium copy the network stage made of the same
+// context; a changed context is copied anew.
+func TestRolesStageReusesTheMediumCopyOfTheSameContext(t *testing.T) {
+	h := newHarness(t)
+	src := contextDir(t, "VMID='5'\nINIT_SCRIPTS='init.sh'\n", map[string]string{"init.sh": "#!/bin/sh\ntrue\n", "app.conf": "v1\n"})
+	if rec := h.run(src, StageAll); stepStatus(rec, "medium-files") != engine.OK {
+		t.Fatalf("first run: %+v", rec.Steps)
+	}
+	rec := h.run(src, StageRoles)
+	if s, _ := rec.Step("medium-files"); s.Status != engine.Skipped || !strings.Contains(s.Error, "already") {
+		t.Errorf("roles stage, same context: medium-files %s %q", s.Status, s.Error)
+	}
+	copied := filepath.Join(h.rootDir, mediumDir(), "app.conf")
+	if data, _ := os.ReadFile(copied); string(data) != "v1\n" {
+		t.Errorf("copy: %q", data)
+	}
+	if err := os.WriteFile(filepath.Join(src, "context.sh"), []byte("VMID='5'\nINIT_SCRIPTS='init.sh'\nSET_HOSTNAME='x'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "app.conf"), []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec = h.run(src, StageRoles)
+	if s := stepStatus(rec, "medium-files"); s != engine.OK {
+		t.Errorf("roles stage, changed context: medium-files %s", s)
+	}
+	if data, _ := os.ReadFile(copied); string(data) != "v2\n" {
+		t.Errorf("copy after the change: %q", data)
+	}
+}

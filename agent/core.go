@@ -192,6 +192,19 @@ func (s *session) copyMedium(_ context.Context, r *engine.Recorder) error {
 		return engine.Skip("nothing on the medium to run")
 	}
 	dir := mediumDir()
+	// The roles timer runs every minute: the copy the network stage made of
+	// the same context is used again rather than copied anew into tmpfs
+	// (FILES_DS images can be large).
+	if s.opt.Stage == StageRoles && s.applied.Digest != "" {
+		if stamp, err := s.opt.Root.ReadFile(mediumStamp()); err == nil && string(stamp) == s.applied.Digest {
+			if fi, err := s.opt.Root.Fs().Stat(dir); err == nil && fi.IsDir() {
+				return engine.Skip("the medium's files are in " + dir + " already (same context)")
+			}
+		}
+	}
+	if _, err := s.opt.Root.Remove(mediumStamp()); err != nil {
+		return err
+	}
 	// The copy holds token.txt: its parent stays root-only.
 	if err := s.opt.Root.Fs().MkdirAll(RuntimeDir, 0o700); err != nil {
 		return err
@@ -210,5 +223,13 @@ func (s *session) copyMedium(_ context.Context, r *engine.Recorder) error {
 		return err
 	}
 	r.Note("medium files copied to %s", dir)
+	if s.applied.Digest != "" {
+		if _, err := s.opt.Root.WriteFile(mediumStamp(), []byte(s.applied.Digest), fsroot.WriteOptions{Mode: 0o600}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// mediumStamp holds the digest of the context whose medium mediumDir holds.
+func mediumStamp() string { return path.Join(RuntimeDir, "medium.digest") }
