@@ -48,6 +48,10 @@ func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	app, canAppend := appenderOf(nl)
+	rp := planRoutes(m, snap, canAppend)
+	res.Problems = append(res.Problems, rp.problems...)
+	a := &applier{nl: nl, app: app, res: &res, snap: &snap, owned: owned, all: rp.all, deleted: map[int]bool{}}
 	mentioned := map[int]bool{}
 	for _, n := range m.Skipped {
 		mentioned[n.DevIdx] = true // left alone, the agent's own leftovers too
@@ -59,12 +63,12 @@ func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
 			res.problem(n.Name+"_MAC", "link %s (%s) is gone", n.Dev, n.MAC)
 			continue
 		}
-		applyNIC(nl, &res, snap, link, n, owned)
+		a.applyNIC(link, n, rp.byNIC[n.Name])
 	}
 	// Links the context no longer mentions: only what the agent added goes.
 	for idx, link := range snap.links {
 		if !mentioned[idx] {
-			sweep(nl, &res, snap, link, owned)
+			a.sweep(link)
 		}
 	}
 	if sc != nil {
@@ -90,7 +94,21 @@ func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
 	return res, nil
 }
 
-func applyNIC(nl Netlink, res *Result, snap snapshot, link netlink.Link, n model.NIC, owned Owned) {
+// applier is one Apply's state. snap.routes grows with the routes this run
+// adds, so a later NIC sees them; deleted marks, by index in snap.routes,
+// the routes this run removed.
+type applier struct {
+	nl      Netlink
+	app     Appender // nil: the kernel handle cannot append
+	res     *Result
+	snap    *snapshot
+	owned   Owned
+	all     []linkWant // every route the context wants, on every NIC
+	deleted map[int]bool
+}
+
+func (a *applier) applyNIC(link netlink.Link, n model.NIC, wants []wantRoute) {
+	nl, res, snap, owned := a.nl, a.res, a.snap, a.owned
 	attrs := link.Attrs()
 	dev := attrs.Name
 	if n.MTU > 0 && attrs.MTU != n.MTU {
@@ -111,50 +129,66 @@ func applyNIC(nl Netlink, res *Result, snap snapshot, link netlink.Link, n model
 	// Addresses: add what is missing now; stale ones go last, so the link
 	// never loses its addresses (and their routes) in between.
 	have := map[netip.Prefix]bool{}
-	for _, a := range snap.addrs[attrs.Index] {
-		if p, ok := prefixOf(a); ok {
+	for _, ka := range snap.addrs[attrs.Index] {
+		if p, ok := prefixOf(ka); ok {
 			have[p] = true
 		}
 	}
 	mac := n.MAC.String()
 	want := map[netip.Prefix]bool{}
 	ownedNow := map[netip.Prefix]bool{}
-	for _, a := range append(append([]model.Address{}, n.Addr4...), n.Addr6...) {
-		want[a.Prefix] = true
-		if have[a.Prefix] {
-			if owned.has(mac, a.Prefix) {
-				ownedNow[a.Prefix] = true
+	for _, ad := range append(append([]model.Address{}, n.Addr4...), n.Addr6...) {
+		want[ad.Prefix] = true
+		if have[ad.Prefix] {
+			if owned.has(mac, ad.Prefix) {
+				ownedNow[ad.Prefix] = true
 			}
 			continue
 		}
-		if err := nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(a.Prefix)}); err != nil {
-			res.problem(a.Var, "%s: add address %s: %v", dev, a.Prefix, err)
+		if err := nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(ad.Prefix)}); err != nil {
+			res.problem(ad.Var, "%s: add address %s: %v", dev, ad.Prefix, err)
 			continue
 		}
-		ownedNow[a.Prefix] = true
-		res.change("%s: add address %s (%s)", dev, a.Prefix, a.Var)
+		ownedNow[ad.Prefix] = true
+		res.change("%s: add address %s (%s)", dev, ad.Prefix, ad.Var)
 	}
 
 	// Routes.
-	wants := wantRoutes(n)
-	deleted := map[int]bool{}
 	for _, w := range wants {
 		if matched(snap.routes, attrs.Index, w) {
 			continue
 		}
 		// An older route of the agent's in the same place (the gateway
-		// moved) is removed first, or the kernel refuses the new one.
+		// moved) is removed first, or the kernel refuses the new one. A
+		// route another NIC of the context wants stays: an IPv4 route then
+		// goes next to it (planRoutes let only IPv4 share a place).
+		shared, foreign := false, false
 		for i, r := range snap.routes {
-			if r.Protocol == model.RouteProtocol && !deleted[i] && w.slot(r) && !wantedAnywhere(r, wants, attrs.Index) {
+			if a.deleted[i] || !w.slot(r) {
+				continue
+			}
+			switch {
+			case r.Protocol != model.RouteProtocol:
+				foreign = true
+			case a.wanted(r):
+				shared = true
+			default:
 				if err := nl.RouteDel(&snap.routes[i]); err != nil && !errors.Is(err, unix.ESRCH) {
 					res.problem(w.Var, "%s: remove old route %s: %v", dev, describeRoute(r), err)
 				} else {
-					res.change("%s: remove old route %s", linkName(snap, r.LinkIndex), describeRoute(r))
+					res.change("%s: remove old route %s", linkName(*snap, r.LinkIndex), describeRoute(r))
 				}
-				deleted[i] = true
+				a.deleted[i] = true
 			}
 		}
-		if err := nl.RouteAdd(w.route(attrs.Index)); err != nil {
+		route := w.route(attrs.Index)
+		var err error
+		if shared && !foreign && a.app != nil {
+			err = a.app.RouteAppend(route)
+		} else {
+			err = nl.RouteAdd(route)
+		}
+		if err != nil {
 			if errors.Is(err, unix.EEXIST) {
 				res.problem(w.Var, "%s: route %s: the kernel has another route to %s with metric %d that the agent did not add; left alone", dev, w, w.dst, w.metric)
 			} else {
@@ -162,43 +196,57 @@ func applyNIC(nl Netlink, res *Result, snap snapshot, link netlink.Link, n model
 			}
 			continue
 		}
+		added := *route
+		added.Priority = w.kernelMetric()
+		snap.routes = append(snap.routes, added)
 		res.change("%s: add route %s (%s)", dev, w, w.Var)
 	}
-	sweepRoutes(nl, res, snap, attrs.Index, wants, deleted)
+	a.sweepRoutes(attrs.Index)
 	sweepAddrs(nl, res, link, mac, want, have, owned)
 	res.Owned.set(mac, ownedNow)
 }
 
 // sweep removes the agent's own addresses and routes from a link the
 // context does not mention (any more).
-func sweep(nl Netlink, res *Result, snap snapshot, link netlink.Link, owned Owned) {
+func (a *applier) sweep(link netlink.Link) {
 	attrs := link.Attrs()
 	have := map[netip.Prefix]bool{}
-	for _, a := range snap.addrs[attrs.Index] {
-		if p, ok := prefixOf(a); ok {
+	for _, ka := range a.snap.addrs[attrs.Index] {
+		if p, ok := prefixOf(ka); ok {
 			have[p] = true
 		}
 	}
-	sweepRoutes(nl, res, snap, attrs.Index, nil, map[int]bool{})
+	a.sweepRoutes(attrs.Index)
 	mac := attrs.HardwareAddr.String()
-	if len(owned.Addresses[mac]) > 0 {
-		sweepAddrs(nl, res, link, mac, nil, have, owned)
-		res.Owned.set(mac, nil)
+	if len(a.owned.Addresses[mac]) > 0 {
+		sweepAddrs(a.nl, a.res, link, mac, nil, have, a.owned)
+		a.res.Owned.set(mac, nil)
 	}
 }
 
-func sweepRoutes(nl Netlink, res *Result, snap snapshot, idx int, wants []wantRoute, deleted map[int]bool) {
-	for i, r := range snap.routes {
-		if r.LinkIndex != idx || r.Protocol != model.RouteProtocol || deleted[i] || wantedAnywhere(r, wants, idx) {
+// sweepRoutes removes the agent's routes on a link that no NIC wants.
+func (a *applier) sweepRoutes(idx int) {
+	for i, r := range a.snap.routes {
+		if r.LinkIndex != idx || r.Protocol != model.RouteProtocol || a.deleted[i] || a.wanted(r) {
 			continue
 		}
-		if err := nl.RouteDel(&snap.routes[i]); err != nil && !errors.Is(err, unix.ESRCH) {
-			res.problem("", "%s: remove route %s: %v", linkName(snap, idx), describeRoute(r), err)
+		if err := a.nl.RouteDel(&a.snap.routes[i]); err != nil && !errors.Is(err, unix.ESRCH) {
+			a.res.problem("", "%s: remove route %s: %v", linkName(*a.snap, idx), describeRoute(r), err)
 			continue
 		}
-		deleted[i] = true
-		res.change("%s: remove route %s", linkName(snap, idx), describeRoute(r))
+		a.deleted[i] = true
+		a.res.change("%s: remove route %s", linkName(*a.snap, idx), describeRoute(r))
 	}
+}
+
+// wanted reports whether some NIC of the context wants this kernel route.
+func (a *applier) wanted(r netlink.Route) bool {
+	for _, w := range a.all {
+		if w.matches(w.link, r) {
+			return true
+		}
+	}
+	return false
 }
 
 func sweepAddrs(nl Netlink, res *Result, link netlink.Link, mac string, want, have map[netip.Prefix]bool, owned Owned) {
@@ -217,15 +265,6 @@ func sweepAddrs(nl Netlink, res *Result, link netlink.Link, mac string, want, ha
 
 func matched(routes []netlink.Route, idx int, w wantRoute) bool {
 	for _, r := range routes {
-		if w.matches(idx, r) {
-			return true
-		}
-	}
-	return false
-}
-
-func wantedAnywhere(r netlink.Route, wants []wantRoute, idx int) bool {
-	for _, w := range wants {
 		if w.matches(idx, r) {
 			return true
 		}

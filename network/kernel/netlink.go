@@ -72,6 +72,16 @@ func (c *Counter) AddrDel(l netlink.Link, a *netlink.Addr) error {
 // RouteAdd implements Netlink.
 func (c *Counter) RouteAdd(r *netlink.Route) error { c.Writes++; return c.NL.RouteAdd(r) }
 
+// RouteAppend implements Appender when the wrapped Netlink does.
+func (c *Counter) RouteAppend(r *netlink.Route) error {
+	a, ok := c.NL.(Appender)
+	if !ok {
+		return errors.New("route append: not supported by this netlink handle")
+	}
+	c.Writes++
+	return a.RouteAppend(r)
+}
+
 // RouteDel implements Netlink.
 func (c *Counter) RouteDel(r *netlink.Route) error { c.Writes++; return c.NL.RouteDel(r) }
 

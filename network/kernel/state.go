@@ -114,6 +114,9 @@ type wantRoute struct {
 	metric uint32
 	onlink bool
 	Var    string
+	// metricVar is the variable that sets the metric ("ETH0_METRIC"), for
+	// gateways; "" for routes without one.
+	metricVar string
 }
 
 func (w wantRoute) String() string {
@@ -183,10 +186,10 @@ func (w wantRoute) slot(r netlink.Route) bool {
 func wantRoutes(n model.NIC) []wantRoute {
 	var out []wantRoute
 	if n.Gateway4.Valid() {
-		out = append(out, wantRoute{dst: netip.MustParsePrefix("0.0.0.0/0"), via: n.Gateway4.Via, metric: n.Gateway4.Metric, Var: n.Name + "_GATEWAY"})
+		out = append(out, wantRoute{dst: netip.MustParsePrefix("0.0.0.0/0"), via: n.Gateway4.Via, metric: n.Gateway4.Metric, Var: n.Name + "_GATEWAY", metricVar: n.Name + "_METRIC"})
 	}
 	if n.Gateway6.Valid() {
-		out = append(out, wantRoute{dst: netip.MustParsePrefix("::/0"), via: n.Gateway6.Via, metric: n.Gateway6.Metric, onlink: true, Var: n.Name + "_IP6_GATEWAY"})
+		out = append(out, wantRoute{dst: netip.MustParsePrefix("::/0"), via: n.Gateway6.Via, metric: n.Gateway6.Metric, onlink: true, Var: n.Name + "_IP6_GATEWAY", metricVar: n.Name + "_IP6_METRIC"})
 	}
 	for _, r := range n.Routes {
 		out = append(out, wantRoute{dst: r.Dst, via: r.Via, Var: n.Name + "_ROUTES"})

@@ -28,6 +28,8 @@ func Verify(nl Netlink, sc Sysctl, m model.Model) ([]Diff, error) {
 	if err != nil {
 		return nil, err
 	}
+	_, canAppend := appenderOf(nl)
+	rp := planRoutes(m, snap, canAppend) // its problems are Apply's to report
 	var out []Diff
 	add := func(n model.NIC, v, format string, args ...any) {
 		out = append(out, Diff{NIC: n.Name, Var: v, Msg: n.Dev + ": " + fmt.Sprintf(format, args...)})
@@ -63,7 +65,7 @@ func Verify(nl Netlink, sc Sysctl, m model.Model) ([]Diff, error) {
 				add(n, want.Var, "address %s failed duplicate address detection", want.Prefix)
 			}
 		}
-		for _, w := range wantRoutes(n) {
+		for _, w := range rp.byNIC[n.Name] {
 			if !matched(snap.routes, a.Index, w) {
 				add(n, w.Var, "route %s is missing", w)
 			}
