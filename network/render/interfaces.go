@@ -25,7 +25,11 @@ func RenderInterfaces(m model.Model) []File {
 		case n.Static4():
 			fmt.Fprintf(&b, "iface %s inet static\n", n.Dev)
 			fmt.Fprintf(&b, "    address %s\n", n.Addr4[0].Prefix)
-			fmt.Fprintf(&b, "    network %s\n", n.Network4)
+			// The network of the NIC's own address; a NIC whose own
+			// address was bad (its aliases' remain) has none.
+			if n.Network4.IsValid() && n.Addr4[0].Var == n.Name+"_IP" {
+				fmt.Fprintf(&b, "    network %s\n", n.Network4)
+			}
 			if n.Gateway4.Valid() {
 				fmt.Fprintf(&b, "    gateway %s\n    metric %d\n", n.Gateway4.Via, n.Gateway4.Metric)
 			}
@@ -47,11 +51,15 @@ func RenderInterfaces(m model.Model) []File {
 		if !mtuDone && n.MTU > 0 {
 			fmt.Fprintf(&b, "    pre-up ip link set dev %s mtu %d\n", n.Dev, n.MTU)
 		}
-		// Aliases: one more stanza per address, as ifupdown allows.
-		for _, a := range n.Addr4[min(1, len(n.Addr4)):] {
-			if n.Static4() {
+		// Aliases: one more stanza per address, as ifupdown allows, after
+		// the static stanza's own address; a DHCP or manual stanza has
+		// none of its own, so every address is an alias added when up.
+		if n.Static4() {
+			for _, a := range n.Addr4[1:] {
 				fmt.Fprintf(&b, "iface %s inet static\n    address %s\n", n.Dev, a.Prefix)
-			} else {
+			}
+		} else {
+			for _, a := range n.Addr4 {
 				fmt.Fprintf(&b, "    up ip addr replace %s dev %s\n", a.Prefix, n.Dev)
 			}
 		}
