@@ -218,9 +218,12 @@ func noteUnmentioned(r *engine.Recorder, m model.Model, links []model.Link) {
 // writeFiles writes the manager's files, removes the agent's stale ones (a
 // NIC that is gone, a manager no longer chosen) and persists sysctls.
 func writeFiles(r *engine.Recorder, in Input, m model.Model, t render.Type) (bool, error) {
-	files, err := render.Render(t, m, render.Options{NetplanRenderer: netplanBackend(in.Settings, in.Root)})
+	files, problems, err := render.Render(t, m, render.Options{NetplanRenderer: netplanBackend(in.Settings, in.Root)})
 	if err != nil {
 		return false, err
+	}
+	for _, p := range problems {
+		r.Problem(p.Var, "%s", p.Msg)
 	}
 	if s := render.Sysctls(m); s != nil {
 		files = append(files, render.File{Path: render.SysctlPath, Data: s, Mode: 0o644})

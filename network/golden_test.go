@@ -68,11 +68,14 @@ func renderCase(t testing.TB, c goldenCase) (map[render.Type][]render.File, stri
 	}
 	out := map[render.Type][]render.File{}
 	for _, typ := range render.Types {
-		files, err := render.Render(typ, m, render.Options{NetplanRenderer: netplanBackend(ctx.Network, nil)})
+		files, rp, err := render.Render(typ, m, render.Options{NetplanRenderer: netplanBackend(ctx.Network, nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out[typ] = files
+		for _, p := range rp {
+			text.WriteString(string(typ) + ": " + p.String() + "\n")
+		}
 	}
 	if s := render.Sysctls(m); s != nil {
 		out["sysctl"] = []render.File{{Path: render.SysctlPath, Data: s, Mode: 0o644}}

@@ -68,10 +68,13 @@ func RenderMain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	files, err := render.Render(t, m, render.Options{NetplanRenderer: netplanBackend(ctx.Network, r)})
+	files, problems, err := render.Render(t, m, render.Options{NetplanRenderer: netplanBackend(ctx.Network, r)})
 	if err != nil {
 		fmt.Fprintf(stderr, "net render: %v\n", err)
 		return 1
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "problem: %s\n", p)
 	}
 	if t == render.Interfaces {
 		fmt.Fprintln(stderr, "note: ifupdown names interfaces; the names are the context's (eth0, eth1, ...)")

@@ -188,3 +188,34 @@ func TestValidateNetworkd(t *testing.T) {
 		t.Errorf("systemd-networkd rejected parts of the units:\n%s", out)
 	}
 }
+
+// TestValidateNmcliOffline has nmcli (1.40 or later) read every keyfile
+// offline and write it back: it verifies the connection as
+// NetworkManager does when it loads the file, and a keyfile it refuses
+// is dropped whole by NetworkManager, IPv4 included.
+func TestValidateNmcliOffline(t *testing.T) {
+	nmcli := need(t, "nmcli")
+	if _, stderr, err := run(nmcli, "--offline", "--help"); err != nil {
+		t.Skipf("validator: nmcli has no --offline (NetworkManager before 1.40): %v: %s", err, stderr)
+	}
+	check := func(f render.File) (string, error) {
+		c := exec.Command(nmcli, "--offline", "connection", "modify", "connection.autoconnect", "yes")
+		c.Stdin = bytes.NewReader(f.Data)
+		var errb bytes.Buffer
+		c.Stderr = &errb
+		err := c.Run()
+		return errb.String(), err
+	}
+	broken := "[connection]\nid=x\ntype=ethernet\n[ipv4]\nmethod=manual\naddress1=192.0.2.10/24\n[ipv6]\nmethod=ignore\naddress1=2001:db8:1::b/64\n"
+	if _, err := check(render.File{Path: render.NMPath("eth0"), Data: []byte(broken)}); err == nil {
+		t.Fatal("nmcli --offline accepted an IPv6 address with method=ignore: the validator cannot fail")
+	}
+	for _, c := range goldenCases(t) {
+		got, _ := renderCase(t, c)
+		for _, f := range got[render.NM] {
+			if stderr, err := check(f); err != nil {
+				t.Errorf("%s: %s: nmcli --offline: %v: %s", c.name, f.Path, err, stderr)
+			}
+		}
+	}
+}

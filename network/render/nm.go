@@ -20,9 +20,13 @@ func NMPath(dev string) string { return NMDir + "/" + nmPrefix + dev + ".nmconne
 // NMID is the connection name of one device.
 func NMID(dev string) string { return nmPrefix + dev }
 
-// RenderNM renders one keyfile per NIC, bound to the NIC's MAC.
-func RenderNM(m model.Model) []File {
+// RenderNM renders one keyfile per NIC, bound to the NIC's MAC. An
+// address NetworkManager cannot take with the NIC's method is left out of
+// the keyfile, as a problem naming its variable: NetworkManager refuses a
+// whole keyfile with one such address, IPv4 included.
+func RenderNM(m model.Model) ([]File, []model.Problem) {
 	var out []File
+	var problems []model.Problem
 	for _, n := range m.NICs {
 		var b strings.Builder
 		fmt.Fprintf(&b, "# %s\n", Header)
@@ -80,15 +84,22 @@ func RenderNM(m model.Model) []File {
 				fmt.Fprintf(&b, "gateway=%s\nroute-metric=%d\n", n.Gateway6.Via, n.Gateway6.Metric)
 			}
 			nmDNS(&b, n, 6)
-		case n.Method6 == settings.Auto6 || n.Method6 == settings.DHCP6:
-			if n.Method6 == settings.Auto6 {
-				b.WriteString("method=ignore\n")
-			} else {
-				b.WriteString("method=auto\n")
-			}
-			b.WriteString("ip6-privacy=0\n")
+		case n.Method6 == settings.DHCP6:
+			// NetworkManager's auto (SLAAC, DHCPv6 as the routers say)
+			// takes static addresses next to the dynamic ones.
+			b.WriteString("method=auto\nip6-privacy=0\n")
 			for i, a := range n.Addr6 {
 				fmt.Fprintf(&b, "address%d=%s\n", i+1, a.Prefix)
+			}
+		case n.Method6 == settings.Auto6:
+			// SLAAC only: NetworkManager's ignore leaves IPv6 to the
+			// kernel (its auto may start DHCPv6), and ignore takes no
+			// address ("ipv6.addresses: this property is not allowed for
+			// 'method=ignore'"). The aliases' addresses are left out here;
+			// the agent still adds them to the link.
+			b.WriteString("method=ignore\nip6-privacy=0\n")
+			for _, a := range n.Addr6 {
+				problems = append(problems, model.Problem{Var: a.Var, Msg: fmt.Sprintf("%s: %s is left out of the NetworkManager keyfile: %s_IP6_METHOD=auto is NetworkManager's ipv6.method ignore, which takes no address; the agent still adds it to the link", n.Dev, a.Prefix, n.Name)})
 			}
 		case n.Method6 == settings.Disable6:
 			b.WriteString("method=disabled\n")
@@ -104,7 +115,7 @@ func RenderNM(m model.Model) []File {
 		}
 		out = append(out, File{Path: NMPath(n.Dev), Data: []byte(b.String()), Mode: 0o600})
 	}
-	return sortedFiles(out)
+	return sortedFiles(out), problems
 }
 
 func nmDNS(b *strings.Builder, n model.NIC, family int) {

@@ -46,21 +46,24 @@ type Options struct {
 	NetplanRenderer string
 }
 
-// Render renders the model for type t.
-func Render(t Type, m model.Model, o Options) ([]File, error) {
+// Render renders the model for type t. The problems name the variables
+// this renderer had to leave out of its files (the model's own problems
+// are Plan's).
+func Render(t Type, m model.Model, o Options) ([]File, []model.Problem, error) {
 	switch t {
 	case Netplan:
-		return RenderNetplan(m, o), nil
+		return RenderNetplan(m, o), nil, nil
 	case NM:
-		return RenderNM(m), nil
+		files, problems := RenderNM(m)
+		return files, problems, nil
 	case Networkd:
-		return RenderNetworkd(m), nil
+		return RenderNetworkd(m), nil, nil
 	case Interfaces:
-		return RenderInterfaces(m), nil
+		return RenderInterfaces(m), nil, nil
 	case None:
-		return nil, nil
+		return nil, nil, nil
 	}
-	return nil, fmt.Errorf("unknown network configuration type %q", t)
+	return nil, nil, fmt.Errorf("unknown network configuration type %q", t)
 }
 
 // Owned reports whether p is a path only the renderer of type t writes,
