@@ -61,8 +61,30 @@ type Input struct {
 	ReloadAnyRoot bool
 }
 
+// errNoneAsked skips the network steps when NETCFG_TYPE (or --netcfg)
+// asks for none and nothing else: one-context then leaves the network
+// alone, kernel and resolv.conf included ("Network will not be
+// configured"). A guest where no manager is found is not that: its kernel
+// is still configured.
+var errNoneAsked = engine.Skip("NETCFG_TYPE is none: the network is left as it is, as one-context does")
+
+func noneAsked(in Input) bool {
+	types := strings.Fields(in.NetcfgType)
+	if len(types) == 0 {
+		types = in.Settings.NetcfgTypes
+	}
+	if len(types) != 1 {
+		return false
+	}
+	t, ok := ParseType(types[0])
+	return ok && t == render.None
+}
+
 // Apply runs the network step.
 func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
+	if noneAsked(in) {
+		return errNoneAsked
+	}
 	nl, sc, done, err := kernelOf(in)
 	if err != nil {
 		return err
@@ -412,6 +434,9 @@ func ifupdownRan(r *fsroot.Root) bool {
 // runs it once the network is online, after the manager has applied the
 // files the local stage wrote.
 func Verify(_ context.Context, r *engine.Recorder, in Input) error {
+	if noneAsked(in) {
+		return errNoneAsked
+	}
 	nl, sc, done, err := kernelOf(in)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,5 +238,27 @@ func TestNetnsApplyNetworkManagerReload(t *testing.T) {
 	want := []string{"nmcli -t -f RUNNING general", "nmcli connection reload"}
 	if got := fake.Commands(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("commands once NetworkManager runs = %v, want %v", got, want)
+	}
+}
+
+// NETCFG_TYPE=none (or --netcfg none) leaves the network alone, as
+// one-context does: no file, no kernel change, no resolv.conf; the step
+// never reaches the kernel (no Netlink is given here).
+func TestNoneAskedLeavesTheNetworkAlone(t *testing.T) {
+	for _, tc := range []struct{ variable, flag string }{{"NETCFG_TYPE='none'", ""}, {"", "none"}, {"NETCFG_TYPE='netplan'", "none"}} {
+		root := imageRoot(t, "networkctl", "netplan")
+		ctx := buildCtx(t, "ETH0_MAC='02:00:c0:00:02:46'", "ETH0_IP='192.0.2.70'", "ETH0_DNS='192.0.2.53'", tc.variable)
+		for _, step := range []func(context.Context, *engine.Recorder, Input) error{Apply, Verify} {
+			rec, _ := engine.NewTestRecorder()
+			err := step(context.Background(), rec, Input{Settings: ctx.Network, Root: root, Run: &runner.Fake{}, NetcfgType: tc.flag})
+			if !errors.Is(err, engine.ErrSkip) || !strings.Contains(err.Error(), "NETCFG_TYPE is none") {
+				t.Errorf("%q --netcfg %q: err = %v, want the none skip", tc.variable, tc.flag, err)
+			}
+		}
+		for _, p := range []string{"etc/resolv.conf", "etc/netplan", "etc/systemd/network"} {
+			if _, err := os.Lstat(filepath.Join(root.Dir(), p)); err == nil {
+				t.Errorf("%q --netcfg %q: %s written", tc.variable, tc.flag, p)
+			}
+		}
 	}
 }

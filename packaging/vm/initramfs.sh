@@ -49,7 +49,7 @@ if [ -n "\$bench" ]; then
 	i=0
 	while [ \$i -lt \$bench ]; do
 		mkdir -p /tmp/bench\$i
-		/sbin/one-contextd run --stage all --root /tmp/bench\$i --netcfg none \$args >/dev/null 2>&1
+		/sbin/one-contextd run --stage all --root /tmp/bench\$i \$args >/dev/null 2>&1
 		echo "E2E-BENCH-EXIT \$i \$?"
 		/sbin/one-contextd status --root /tmp/bench\$i --json 2>&1 | sed "s/^/E2E-BENCH-\$i /"
 		i=\$((i+1))
