@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -50,4 +51,22 @@ func FromOneGate(s *onegate.Service) *Service {
 		out.Roles = append(out.Roles, role)
 	}
 	return out
+}
+
+// passing reports whether a failed service read may succeed later:
+// OneGate's 404 (the VM has a service, which it cannot show while
+// oneflow-server is down), and, when the context names a role, no answer
+// or a 5xx. Without a role in the context an outage is not waited out: the
+// read only looks for a role the VM may not have.
+func passing(err error, roleExpected bool) bool {
+	if errors.Is(err, ErrNoService) {
+		return false
+	}
+	switch st := onegate.StatusOf(err); {
+	case st == http.StatusNotFound:
+		return true
+	case st == 0, st >= 500:
+		return roleExpected
+	}
+	return false
 }

@@ -147,7 +147,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	if in.Context == nil {
 		return errors.New("roles: no context")
 	}
-	v, err := in.resolve(ctx, r)
+	v, err := in.resolve(ctx, r, true)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func Reconfigure(ctx context.Context, r *engine.Recorder, in Input) error {
 	if in.Service == nil {
 		return engine.Skip("single mode: no service to follow")
 	}
-	v, err := in.resolve(ctx, r)
+	v, err := in.resolve(ctx, r, false)
 	if err != nil {
 		return err
 	}
@@ -218,13 +218,15 @@ func Reconfigure(ctx context.Context, r *engine.Recorder, in Input) error {
 }
 
 // resolve works out the role and, in service mode, the VM's place in the
-// service. It returns nil when there is no role at all.
-func (in Input) resolve(ctx context.Context, r *engine.Recorder) (*View, error) {
+// service. It returns nil when there is no role at all. patient (the boot
+// run) waits out a service that cannot be read yet; the timer's run looks
+// again a minute later anyway.
+func (in Input) resolve(ctx context.Context, r *engine.Recorder, patient bool) (*View, error) {
 	role := in.Context.Role
 	v := &View{Mode: "single", Role: role.Name, ServiceRole: role.ServiceRole, VMID: in.Context.OneGate.VMID, First: true}
 	v.Parents = slices.Clone(role.Parents)
 	if in.Service != nil {
-		svc, err := in.Service.Service(ctx)
+		svc, err := in.service(ctx, r, patient)
 		switch {
 		case errors.Is(err, ErrNoService):
 			r.Note("not in a OneFlow service (%v): single mode", err)
@@ -289,6 +291,38 @@ func roleNames(svc *Service) []string {
 		out = append(out, r.Name)
 	}
 	return out
+}
+
+// service reads the VM's service. When patient, an answer that can change
+// (OneGate's 404 while oneflow-server is down, no answer, a 5xx) is asked
+// again every PollInterval for at most WaitTimeout: giving up at boot
+// would leave the role unapplied and READY unsent for good.
+func (in Input) service(ctx context.Context, r *engine.Recorder, patient bool) (*Service, error) {
+	wait, poll := in.WaitTimeout, in.PollInterval
+	if wait <= 0 {
+		wait = DefaultWaitTimeout
+	}
+	if poll <= 0 {
+		poll = DefaultPollInterval
+	}
+	sleep := in.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	start := time.Now()
+	for try := 1; ; try++ {
+		svc, err := in.Service.Service(ctx)
+		if err == nil || !patient || !passing(err, in.Context.Role.Name != "" || in.Context.Role.ServiceRole != "") {
+			return svc, err
+		}
+		if time.Since(start) >= wait {
+			return nil, fmt.Errorf("%w (still after %s)", err, wait)
+		}
+		r.Log.Warn().Err(err).Int("try", try).Msg("the service cannot be read yet; asking again")
+		if err := sleep(ctx, min(poll, wait-time.Since(start)+time.Millisecond)); err != nil {
+			return nil, fmt.Errorf("roles: waiting for the service: %w", err)
+		}
+	}
 }
 
 // waitParents polls the service until every parent role is READY or the

@@ -16,6 +16,7 @@ import (
 	"one-contextd/context/shvars"
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/onegate"
 	"one-contextd/runner"
 )
 
@@ -492,5 +493,60 @@ func TestReconfigureSingleModeSkips(t *testing.T) {
 	r, _ := engine.NewTestRecorder()
 	if err := Reconfigure(context.Background(), r, f.input("ROLE='x'", nil)); !errors.Is(err, engine.ErrSkip) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// At boot a service OneGate cannot show yet (404 while oneflow-server is
+// down; no answer when the context names a role) is asked again; a final
+// answer (401) and an outage without a role in the context are not.
+func TestBootWaitsForAServiceThatCannotBeReadYet(t *testing.T) {
+	notFound := &onegate.APIError{Method: "GET", Path: "/service", Status: 404, Message: "Service 7 not found"}
+	denied := &onegate.APIError{Method: "GET", Path: "/service", Status: 401, Message: "Not authorized"}
+	down := errors.New("dial tcp 169.254.16.9:5030: connect: connection refused")
+	failing := func(err error, times int) *fakeSource {
+		return &fakeSource{next: func(call int) (*Service, error) {
+			if call <= times {
+				return nil, err
+			}
+			return pgService(true), nil
+		}}
+	}
+	for _, tc := range []struct {
+		name      string
+		context   string
+		src       *fakeSource
+		wantCalls int
+		wantRan   bool
+	}{
+		{"404 then the service", "ROLE='replica'\nVMID='12'", failing(notFound, 2), 3, true},
+		{"404 without a role in the context", "VMID='12'", failing(notFound, 2), 3, true},
+		{"no answer with a role", "ROLE='replica'\nVMID='12'", failing(down, 1), 2, true},
+		{"no answer without a role", "VMID='12'", failing(down, 1), 1, false},
+		{"401", "ROLE='replica'\nVMID='12'", failing(denied, 1), 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.image("replica", "10-setup", dumpEnv, 0o755)
+			in := f.input(tc.context, tc.src)
+			in.Sleep = func(context.Context, time.Duration) error { return nil }
+			r, _ := engine.NewTestRecorder()
+			err := Apply(context.Background(), r, in)
+			if tc.src.calls != tc.wantCalls || f.exists("order") != tc.wantRan || (err == nil) != tc.wantRan {
+				t.Errorf("calls %d (want %d), scripts ran %v, err %v", tc.src.calls, tc.wantCalls, f.exists("order"), err)
+			}
+		})
+	}
+	// The wait is bounded.
+	f := newFixture(t)
+	f.image("replica", "10-setup", dumpEnv, 0o755)
+	src := failing(notFound, 1<<30)
+	in := f.input("ROLE='replica'\nVMID='12'", src)
+	in.WaitTimeout = 100 * time.Millisecond
+	r, _ := engine.NewTestRecorder()
+	if err := Apply(context.Background(), r, in); err == nil || !strings.Contains(err.Error(), "still after 100ms") || f.exists("order") {
+		t.Errorf("err %v, ran %v", err, f.exists("order"))
+	}
+	if src.calls < 2 {
+		t.Errorf("asked %d times", src.calls)
 	}
 }
