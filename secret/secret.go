@@ -23,23 +23,37 @@ const Redacted = "<redacted>"
 
 // Value is a secret string. Its only way out is Reveal; every formatting
 // path (fmt, JSON, text marshalling, zerolog) prints Redacted.
+//
+// The clear text sits behind a pointer: fmt cannot call Format on a Value
+// in an unexported struct field, and prints the field's contents instead,
+// which is then an address, not the secret.
 type Value struct {
-	v string
+	p *string
 }
 
 // New wraps a clear-text secret.
-func New(clear string) Value { return Value{v: clear} }
+func New(clear string) Value {
+	if clear == "" {
+		return Value{}
+	}
+	return Value{p: &clear}
+}
 
 // Reveal returns the clear text. Call it only where the value is handed to
 // its consumer (a tool's stdin, an HTTP header), never to build a message.
-func (s Value) Reveal() string { return s.v }
+func (s Value) Reveal() string {
+	if s.p == nil {
+		return ""
+	}
+	return *s.p
+}
 
 // IsZero reports whether the secret is empty.
-func (s Value) IsZero() bool { return s.v == "" }
+func (s Value) IsZero() bool { return s.p == nil || *s.p == "" }
 
 // String implements fmt.Stringer.
 func (s Value) String() string {
-	if s.v == "" {
+	if s.IsZero() {
 		return ""
 	}
 	return Redacted
@@ -111,10 +125,10 @@ func (s *Scrubber) Add(values ...Value) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range values {
-		if len(v.v) < minScrub {
+		if len(v.Reveal()) < minScrub {
 			continue
 		}
-		for _, f := range escapedForms(v.v) {
+		for _, f := range escapedForms(v.Reveal()) {
 			if !slices.Contains(s.values, f) {
 				s.values = append(s.values, f)
 			}

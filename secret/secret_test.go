@@ -105,3 +105,20 @@ func TestScrubberCatchesTheLoggersEscaping(t *testing.T) {
 		t.Errorf("%d redactions, want %d:\n%s", n, 3*len(secrets), buf.String())
 	}
 }
+
+// A Value in an unexported field is printed by fmt without its methods:
+// what it shows must not be the secret.
+func TestValueInAnUnexportedFieldStaysHidden(t *testing.T) {
+	holder := struct {
+		name  string
+		token Value
+	}{"gate", New("hunter22-token")}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(f, holder); strings.Contains(out, "hunter22") {
+			t.Errorf("%s prints the secret: %s", f, out)
+		}
+	}
+	if New("").Reveal() != "" || !New("").IsZero() || (Value{}).Reveal() != "" || New("x").Reveal() != "x" {
+		t.Error("zero and clear values")
+	}
+}
