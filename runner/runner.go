@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -27,8 +28,9 @@ type Cmd struct {
 	Env     []string // nil: the agent's environment
 	Dir     string
 	Timeout time.Duration // 0: DefaultTimeout
-	// Stdout and Stderr, when set, also receive the output as it comes
-	// (for streaming script output into the log line by line).
+	// Stdout and Stderr, when set, also receive the output as it comes,
+	// within a tenth of a second (for streaming script output into the log
+	// line by line). They are written from one goroutine at a time.
 	Stdout, Stderr io.Writer
 }
 
@@ -77,7 +79,27 @@ type Runner interface {
 }
 
 // Exec runs real processes.
+//
+// A tool's stdout and stderr are unlinked temporary files, not pipes, when
+// the temporary directory allows: Run then waits for the tool itself and
+// not for every process holding its output. A tool (a user's script above
+// all) may leave a background process running, `nohup app &` or
+// `(sleep 4; echo late) &`: Run returns when the tool exits, and the
+// process keeps a real file to write to, so it neither holds up Run nor
+// dies of SIGPIPE when nobody reads a pipe any more. What it writes after
+// the tool's exit lands in that file, which nothing reads and which goes
+// away with the last process holding it; it never reaches a log, so a
+// secret it prints cannot either.
 type Exec struct{}
+
+// pollInterval is how often output is passed on to Cmd.Stdout and
+// Cmd.Stderr while the tool runs.
+const pollInterval = 100 * time.Millisecond
+
+// waitDelay bounds the wait for I/O that outlives the tool: copying Stdin
+// into a pipe the tool's children still hold, and the output pipes when no
+// temporary file could be made.
+const waitDelay = 2 * time.Second
 
 // Run starts the tool, waits for it within the timeout, and returns an
 // *ExitError when it exits non-zero.
@@ -94,17 +116,27 @@ func (Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	// Own process group so a timeout kills the tool's children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second
+	cmd.WaitDelay = waitDelay
 	if c.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(c.Stdin)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = teeTo(&stdout, c.Stdout)
-	cmd.Stderr = teeTo(&stderr, c.Stderr)
+	stdout, stderr := newCapture(c.Stdout), newCapture(c.Stderr)
+	defer stdout.close()
+	defer stderr.close()
+	cmd.Stdout, cmd.Stderr = stdout.writer(), stderr.writer()
 	start := time.Now()
-	err := cmd.Run()
-	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}
+	err := cmd.Start()
 	if err == nil {
+		err = wait(cmd, stdout, stderr)
+	}
+	// What the tool wrote up to its exit; a background child's later
+	// output is not waited for.
+	readErr := errors.Join(stdout.drain(), stderr.drain())
+	res := Result{Stdout: stdout.buf.Bytes(), Stderr: stderr.buf.Bytes(), Duration: time.Since(start)}
+	if err == nil {
+		if readErr != nil {
+			return res, fmt.Errorf("%s: read output: %w", c.String(), readErr)
+		}
 		return res, nil
 	}
 	res.ExitCode = -1
@@ -119,6 +151,109 @@ func (Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		return res, &ExitError{Cmd: c.String(), Code: res.ExitCode, Stderr: Tail(res.Stderr, 3)}
 	}
 	return res, fmt.Errorf("%s: %w", c.String(), err)
+}
+
+// wait waits for the started tool, passing its output on to the live
+// writers every pollInterval meanwhile.
+func wait(cmd *exec.Cmd, outs ...*capture) error {
+	var live []*capture
+	for _, o := range outs {
+		if o.f != nil && o.live != nil {
+			live = append(live, o)
+		}
+	}
+	if len(live) == 0 {
+		return cmd.Wait()
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			for _, o := range live {
+				// A read error shows again in the last drain.
+				_ = o.drain()
+			}
+		}
+	}
+}
+
+// capture is where one output stream of a tool goes: an unlinked
+// temporary file, read back into buf (and passed on to live) as it grows.
+// Without a file (the temporary directory is not writable) it is a plain
+// buffer behind a pipe, and a background child holds Run up to waitDelay.
+type capture struct {
+	f    *os.File // nil: pipe into buf
+	buf  bytes.Buffer
+	live io.Writer // nil: none
+}
+
+func newCapture(live io.Writer) *capture {
+	c := &capture{live: live}
+	f, err := os.CreateTemp("", "one-contextd-output.*")
+	if err != nil {
+		return c
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return c
+	}
+	c.f = f
+	return c
+}
+
+// writer is what the tool gets as its stream.
+func (c *capture) writer() io.Writer {
+	if c.f != nil {
+		return c.f
+	}
+	return teeTo(&c.buf, c.live)
+}
+
+// drain reads what was written to the file since the last drain, up to
+// the file's size now, into buf and live. ReadAt leaves the file offset,
+// which the tool shares, alone.
+func (c *capture) drain() error {
+	if c.f == nil {
+		return nil
+	}
+	fi, err := c.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat output file: %w", err)
+	}
+	var chunk []byte
+	for off := int64(c.buf.Len()); off < fi.Size(); {
+		n := min(fi.Size()-off, 32<<10)
+		if int64(len(chunk)) < n {
+			chunk = make([]byte, n)
+		}
+		m, err := c.f.ReadAt(chunk[:n], off)
+		if m > 0 {
+			c.buf.Write(chunk[:m])
+			if c.live != nil {
+				_, _ = c.live.Write(chunk[:m])
+			}
+			off += int64(m)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil // truncated by the tool
+		}
+		if err != nil {
+			return fmt.Errorf("read output file: %w", err)
+		}
+	}
+	return nil
+}
+
+// close lets go of the agent's descriptor; a background child keeps its own.
+func (c *capture) close() {
+	if c.f != nil {
+		c.f.Close()
+	}
 }
 
 func teeTo(buf *bytes.Buffer, w io.Writer) io.Writer {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,5 +82,78 @@ func TestFakeRecords(t *testing.T) {
 func TestTail(t *testing.T) {
 	if got := Tail([]byte("a\n\nb\nc\nd\n\n"), 2); got != "c; d" {
 		t.Errorf("Tail = %q", got)
+	}
+}
+
+// waitForFile polls for path, giving up after a generous bound so that a
+// broken runner fails the test instead of hanging it.
+func waitForFile(t *testing.T, path string) bool {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// killGroupFrom kills, at the end of the test, the process group whose id
+// the tool wrote to pidFile (the tool's own pid: it leads its group).
+func killGroupFrom(t *testing.T, pidFile string) {
+	t.Cleanup(func() {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return
+		}
+		if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	})
+}
+
+// A tool that exits 0 while a child it started keeps running succeeds
+// without waiting for the child, and the child can still write to the
+// stdout and stderr it inherited afterwards. The child waits for a gate
+// the test opens only after Run returned, so a Run that waited for the
+// child's output could not succeed, and a closed output pipe would kill
+// the child (SIGPIPE) before it leaves its marker.
+func TestExecDoesNotWaitForABackgroundChild(t *testing.T) {
+	dir := t.TempDir()
+	gate, marker, pid := filepath.Join(dir, "gate"), filepath.Join(dir, "marker"), filepath.Join(dir, "pid")
+	killGroupFrom(t, pid)
+	script := `echo $$ > "$1"
+( i=0; while [ ! -e "$2" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  echo late; echo late >&2; touch "$3"; sleep 30 ) &
+echo early; echo early-err >&2; exit 0`
+	var live bytes.Buffer
+	res, err := Exec{}.Run(context.Background(), Cmd{Name: "/bin/sh", Args: []string{"-c", script, "sh", pid, gate, marker},
+		Timeout: 20 * time.Second, Stdout: &live})
+	if err != nil {
+		t.Errorf("a tool that exited 0 failed: %v", err)
+	}
+	if res.ExitCode != 0 || string(res.Stdout) != "early\n" || string(res.Stderr) != "early-err\n" || live.String() != "early\n" {
+		t.Errorf("result %+v, streamed %q", res, live.String())
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !waitForFile(t, marker) {
+		t.Fatal("the background child did not survive writing to its stdout and stderr after the tool's exit")
+	}
+}
+
+// A failing tool's exit code and output are reported even when a child it
+// started keeps the output open.
+func TestExecFailureWithABackgroundChild(t *testing.T) {
+	pid := filepath.Join(t.TempDir(), "pid")
+	killGroupFrom(t, pid)
+	res, err := Exec{}.Run(context.Background(), Cmd{Name: "/bin/sh", Timeout: 20 * time.Second,
+		Args: []string{"-c", `echo $$ > "$1"; sleep 30 & echo partial; echo it broke >&2; exit 4`, "sh", pid}})
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 4 || ee.TimedOut || !strings.Contains(err.Error(), "exit status 4: it broke") {
+		t.Fatalf("err = %v, want exit status 4 with the stderr tail", err)
+	}
+	if res.ExitCode != 4 || string(res.Stdout) != "partial\n" {
+		t.Errorf("result %+v", res)
 	}
 }

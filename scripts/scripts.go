@@ -19,6 +19,11 @@
 // tagged with the script's name. A failing script does not stop the
 // others; Apply returns an error naming every script that failed.
 //
+// As with one-context, a script's exit is what counts: a process it leaves
+// running (`nohup app &`) neither holds up nor fails the run, and keeps
+// writable stdout and stderr (runner.Exec gives it a file, not a pipe);
+// what it writes after the script's exit is not logged.
+//
 // FILES_DS files stay where they are, at the medium's root: scripts find
 // them as $MOUNT_DIR/<name>, as with one-context, and the agent copies them
 // nowhere. Their names are checked so that none points outside the medium.

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,10 +220,28 @@ func TestFailureReportingKeepsGoing(t *testing.T) {
 	f.onMedium("ok.sh", "#!/bin/sh\necho ok > \"$OUT/ok\"\n")
 	c := f.context(`START_SCRIPT_BASE64='` + base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\nexit 7\n")) + `'
 INIT_SCRIPTS='fail.sh missing.sh ok.sh'`)
+	sink := &logSink{seen: make(chan string, 64)}
 	r, rec := engine.NewTestRecorder()
+	r.Log = zerolog.New(sink)
 	err := Apply(context.Background(), r, f.input(c))
 	if err == nil {
 		t.Fatal("Apply succeeded with failing scripts")
+	}
+	// The failure's log line has the exit code and the output's tail, and
+	// the output itself was logged.
+	var failLine map[string]any
+	sink.mu.Lock()
+	for _, l := range sink.lines {
+		if l["event"] == "script-failed" && l["script"] == "fail.sh" {
+			failLine = l
+		}
+	}
+	sink.mu.Unlock()
+	if msg, _ := failLine["message"].(string); failLine["exit"] != float64(3) || !strings.Contains(msg, "exit status 3: boom") {
+		t.Errorf("script-failed line %v, want exit 3 and the output's tail", failLine)
+	}
+	if out := sink.output("fail.sh"); len(out) != 1 || out[0]["stream"] != "stderr" || out[0]["message"] != "boom" {
+		t.Errorf("fail.sh output lines %v", out)
 	}
 	for _, want := range []string{"START_SCRIPT_BASE64 (exit 7)", "fail.sh (exit 3)", "missing.sh (not on the medium)"} {
 		if !strings.Contains(err.Error(), want) {
@@ -237,6 +257,55 @@ INIT_SCRIPTS='fail.sh missing.sh ok.sh'`)
 	if len(rec.Problems) != 1 || !strings.HasPrefix(rec.Problems[0], "INIT_SCRIPTS: missing.sh") {
 		t.Errorf("problems = %q, want one INIT_SCRIPTS problem for missing.sh", rec.Problems)
 	}
+}
+
+// A script that exits 0 while a process it started keeps running (`nohup
+// app &`) succeeds without waiting for that process, which keeps running
+// and can still write to the output it inherited. The process waits for a
+// gate the test opens only after Apply returned.
+func TestBackgroundProcessDoesNotFailTheScript(t *testing.T) {
+	f := newFixture(t)
+	gate, marker, pid := filepath.Join(f.out, "gate"), filepath.Join(f.out, "marker"), filepath.Join(f.out, "pid")
+	t.Cleanup(func() {
+		// The script led its process group; kill what is left of it.
+		if b, err := os.ReadFile(pid); err == nil {
+			if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+		}
+	})
+	start := `echo $$ > "$OUT/pid"
+( i=0; while [ ! -e "$OUT/gate" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  echo late; echo late >&2; touch "$OUT/marker"; sleep 30 ) &
+echo started
+exit 0
+`
+	f.onMedium("next.sh", "#!/bin/sh\necho ran > \"$OUT/next\"\n")
+	c := f.context("START_SCRIPT_BASE64='" + base64.StdEncoding.EncodeToString([]byte(start)) + "'\nINIT_SCRIPTS='next.sh'")
+	sink := &logSink{seen: make(chan string, 64)}
+	r, rec := engine.NewTestRecorder()
+	r.Log = zerolog.New(sink)
+	if err := Apply(context.Background(), r, f.input(c)); err != nil {
+		t.Errorf("Apply: %v, want success: the script exited 0", err)
+	}
+	if notes := strings.Join(rec.Notes, "\n"); !strings.Contains(notes, "START_SCRIPT_BASE64: exit 0") {
+		t.Errorf("notes %q, want START_SCRIPT_BASE64: exit 0", rec.Notes)
+	}
+	if out := sink.output("START_SCRIPT_BASE64"); len(out) != 1 || out[0]["message"] != "started" {
+		t.Errorf("START_SCRIPT output lines %v, want its one line", out)
+	}
+	if f.read("next") != "ran\n" {
+		t.Error("the script after START_SCRIPT did not run")
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(marker); err == nil {
+			return
+		}
+	}
+	t.Error("the background process did not survive writing to its output after the script's exit")
 }
 
 // logSink collects JSON log lines and tells when one contains a word.
