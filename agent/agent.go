@@ -59,6 +59,54 @@ type Options struct {
 	// ReadHost reads files of the running system that are not under the
 	// root (boot_id); nil: os.ReadFile.
 	ReadHost func(string) ([]byte, error)
+	// Notify sends a state line to the service manager (sd_notify); nil
+	// sends nothing.
+	Notify func(state string)
+	// Scopes overrides whether user scripts run in systemd scopes of their
+	// own; nil: when the root is / and systemd runs the system.
+	Scopes *bool
+}
+
+// keepAliveEvery and keepAliveFor: while user code runs (scripts, role
+// scripts and their parent wait, the readiness check), the unit's start
+// timeout is pushed on (EXTEND_TIMEOUT_USEC) every keepAliveEvery by
+// keepAliveFor. Each of those has bounds of its own (a script's timeout,
+// the parent wait, RETRY_COUNT); the unit's TimeoutStartSec is then the
+// bound of everything else, and slow but working scripts (a package
+// install) are not killed half-way by it.
+const (
+	keepAliveEvery = 30 * time.Second
+	keepAliveFor   = 2 * time.Minute
+)
+
+// keepAlive extends the unit's start timeout until the returned function
+// is called.
+func (s *session) keepAlive() (stop func()) {
+	notify := s.opt.Notify
+	if notify == nil {
+		return func() {}
+	}
+	extend := func() { notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", keepAliveFor.Microseconds())) }
+	extend()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(keepAliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				extend()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // session is what the steps of one run share: each step fills in what

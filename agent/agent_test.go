@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/rs/zerolog"
 
 	"one-contextd/engine"
 	"one-contextd/fsroot"
@@ -327,5 +328,34 @@ func TestRolesStageReusesTheMediumCopyOfTheSameContext(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(copied); string(data) != "v2\n" {
 		t.Errorf("copy after the change: %q", data)
+	}
+}
+
+// While user scripts run, the unit's start timeout is pushed on, so slow
+// but working scripts are not killed by it; nothing else is sent.
+func TestScriptsExtendTheUnitsStartTimeout(t *testing.T) {
+	h := newHarness(t)
+	src := contextDir(t, "VMID='5'\nINIT_SCRIPTS='init.sh'\n", map[string]string{"init.sh": "#!/bin/sh\ntrue\n"})
+	var mu sync.Mutex
+	var sent []string
+	notify := func(state string) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, state)
+	}
+	rec := Run(context.Background(), Options{Root: h.root, Source: src, Stage: StageAll, Log: zerolog.Nop(), Scrubber: &secret.Scrubber{},
+		Netlink: h.netlink, Version: "test", Notify: notify, ReadHost: func(string) ([]byte, error) { return []byte("boot-1\n"), nil }})
+	if stepStatus(rec, "scripts") != engine.OK {
+		t.Fatalf("scripts: %+v", rec.Steps)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) == 0 {
+		t.Fatal("no EXTEND_TIMEOUT_USEC sent while the scripts ran")
+	}
+	for _, s := range sent {
+		if s != "EXTEND_TIMEOUT_USEC=120000000" {
+			t.Errorf("sent %q", s)
+		}
 	}
 }

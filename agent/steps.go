@@ -97,9 +97,11 @@ func (s *session) scripts(ctx context.Context, r *engine.Recorder) error {
 	if err := s.opt.Root.Flush(); err != nil {
 		r.Note("files not flushed to disk before the scripts: %v", err)
 	}
+	defer s.keepAlive()()
 	return scripts.Apply(ctx, r, scripts.Input{
 		Context: s.ctx, Root: s.opt.Root, Run: s.opt.Run, Scrubber: s.opt.Scrubber,
 		MediumDir: s.opt.Root.HostPath(mediumDir()), RuntimeDir: RuntimeDir, ContextFile: EnvFile,
+		Scopes: s.scopes(),
 	})
 }
 
@@ -122,10 +124,12 @@ func (s *session) networkVerify(ctx context.Context, r *engine.Recorder) error {
 }
 
 func (s *session) roles(ctx context.Context, r *engine.Recorder) error {
+	defer s.keepAlive()()
 	return roles.Apply(ctx, r, s.rolesInput(r))
 }
 
 func (s *session) rolesReconfigure(ctx context.Context, r *engine.Recorder) error {
+	defer s.keepAlive()()
 	return roles.Reconfigure(ctx, r, s.rolesInput(r))
 }
 
@@ -133,6 +137,7 @@ func (s *session) rolesInput(r *engine.Recorder) roles.Input {
 	in := roles.Input{
 		Context: s.ctx, Root: s.opt.Root, Run: s.opt.Run, Scrubber: s.opt.Scrubber,
 		MediumDir: s.opt.Root.HostPath(mediumDir()), RuntimeDir: RuntimeDir, ContextFile: EnvFile,
+		Scopes: s.scopes(),
 	}
 	if c, err := s.gate(r); err == nil {
 		in.Service = roles.OneGate{Client: c}
@@ -148,6 +153,16 @@ func (s *session) gate(r *engine.Recorder) (*onegate.Client, error) {
 		return nil, errors.New("no OneGate in the context (ONEGATE_ENDPOINT, VMID and a token are needed)")
 	}
 	return onegate.New(onegate.Config{Endpoint: g.Endpoint.String(), Token: g.Token, VMID: g.VMID, Log: r.Log, HTTP: s.onegateHTTP()})
+}
+
+// scopes: user scripts run in systemd scopes of their own on the running
+// system when systemd runs it (not for another root, a container without
+// systemd, or the initramfs of the e2e tests).
+func (s *session) scopes() bool {
+	if s.opt.Scopes != nil {
+		return *s.opt.Scopes
+	}
+	return s.opt.Root.IsReal() && scripts.ScopeAvailable()
 }
 
 func (s *session) onegateHTTP() *http.Client {
@@ -208,6 +223,7 @@ func (s *session) report(ctx context.Context, r *engine.Recorder) error {
 	if err := s.opt.Root.Flush(); err != nil {
 		r.Note("files not flushed to disk before the report: %v", err)
 	}
+	defer s.keepAlive()()
 	return report.Apply(ctx, r, report.Input{
 		OneGate: s.ctx.OneGate, Record: s.rec, Root: s.opt.Root, Run: s.opt.Run,
 		Env:     scripts.Environment(os.Environ(), s.vars),

@@ -70,6 +70,7 @@ func runStage(name, fixedStage string, args []string, stdout, stderr io.Writer) 
 	rec := agent.Run(ctx, agent.Options{
 		Root: r, Source: *src, Stage: *stage, Netcfg: *netcfg, Log: log.Logger, Scrubber: scrub,
 		Version: version, Find: medium.FindOptions{Timeout: *wait},
+		Notify: func(state string) { _, _ = daemon.SdNotify(false, state) },
 	})
 	status := fmt.Sprintf("STATUS=%s stage: context %s, %d changes, %d failed steps",
 		*stage, rec.Context, rec.Changes(), len(rec.Failed()))
