@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -58,7 +59,11 @@ func TestSystemdBoot(t *testing.T) {
 			}
 
 			ready := watchReady(g)
-			b := systemdBoot(t, nm, contextISO(t, systemdContext("e2e-"+nm), nil), port, disk)
+			// A START_SCRIPT that leaves a process running, as one that
+			// starts a service would.
+			bg := "#!/bin/sh\nsleep 600 >/dev/null 2>&1 &\necho $! > /run/e2e-bg.pid\necho started\n"
+			ctx1 := systemdContext("e2e-"+nm) + "START_SCRIPT_BASE64='" + base64.StdEncoding.EncodeToString([]byte(bg)) + "'\n"
+			b := systemdBoot(t, nm, contextISO(t, ctx1, nil), port, disk)
 			at, ok := ready.when()
 			if !ok {
 				b.fail(t, "READY=YES never reached the fake OneGate")
@@ -74,6 +79,8 @@ func TestSystemdBoot(t *testing.T) {
 			b.wantLine(t, "E2E-PASSWD ", "e2euser:")
 			b.wantLine(t, "E2E-KEYS /home/e2euser: ", sshKey)
 			b.wantLine(t, "E2E-RESTARTED ", "rc=0")
+			b.wantLine(t, "E2E-BG ", "alive=yes")
+			b.wantLine(t, "E2E-BG ", "/system.slice/one-contextd-script-START_SCRIPT_BASE64-")
 			b.wantLine(t, "E2E-UDEV ", "one-contextd-reconfigure.service")
 			if m := b.marked("E2E-UDEVD "); len(m) > 0 {
 				b.fail(t, "udevd complained about the rules: %q", m)

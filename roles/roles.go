@@ -119,9 +119,10 @@ type Input struct {
 	WaitTimeout, PollInterval time.Duration
 	// Sleep waits between polls; nil uses a timer that honours ctx.
 	Sleep func(context.Context, time.Duration) error
-	// BaseEnv and Scrubber as in scripts.Input.
+	// BaseEnv, Scrubber and Scopes as in scripts.Input.
 	BaseEnv  []string
 	Scrubber *secret.Scrubber
+	Scopes   bool
 }
 
 // View is everything the runner resolved, as the scripts see it; it is
@@ -500,7 +501,7 @@ func (in Input) runRole(ctx context.Context, r *engine.Recorder, v *View, set sc
 			}
 			host = in.Root.HostPath(p)
 		}
-		job := scripts.Job{Name: name, Path: host, Args: []string{mode}, Dir: dir, Env: env, Timeout: timeout, Scrub: scrub}
+		job := scripts.Job{Name: name, Path: host, Args: []string{mode}, Dir: dir, Env: env, Timeout: timeout, Scrub: scrub, Scope: in.Scopes}
 		r.Log.Info().Str("event", "script-start").Str("script", name).Msg("running " + name)
 		out := job.Execute(ctx, in.Run, r.Log)
 		r.Note("%s: %s in %s", name, out.Summary(), out.Duration.Round(time.Millisecond))

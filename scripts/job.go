@@ -3,6 +3,8 @@ package scripts
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +31,47 @@ type Job struct {
 	// Scrub removes secrets from each output line before it is logged;
 	// nil logs lines as they are.
 	Scrub *secret.Scrubber
+	// Scope runs the job in a transient systemd scope of its own
+	// (systemd-run --scope). What a script leaves running, `nohup app &`,
+	// then lives there as one-context users expect from a service they
+	// start: not under the agent unit's memory and CPU limits, and not
+	// stopped with that unit (a oneshot reconfigure unit stops what is
+	// left in it the moment the agent exits). Only where systemd runs the
+	// system; see ScopeAvailable.
+	Scope bool
+}
+
+// ScopeAvailable reports whether jobs can run in systemd scopes: systemd
+// runs the system (/run/systemd/system) and systemd-run is installed.
+func ScopeAvailable() bool {
+	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
+		return false
+	}
+	_, ok := runner.LookPath("systemd-run")
+	return ok
+}
+
+// scoped wraps a command line in systemd-run --scope. systemd-run becomes
+// the command (it execs it once the scope exists), so the process, its
+// environment, working directory and process group are the runner's as
+// before.
+func scoped(jobName, name string, args []string) (string, []string) {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	unit := "one-contextd-script-" + unitPart(jobName) + "-" + hex.EncodeToString(rnd[:])
+	return "systemd-run", append([]string{"--scope", "--quiet", "--collect", "--unit=" + unit,
+		"--description=one-contextd: " + jobName, "--", name}, args...)
+}
+
+// unitPart keeps the characters a unit name may hold.
+func unitPart(s string) string {
+	out := []byte(s)
+	for i, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			out[i] = '_'
+		}
+	}
+	return string(out)
 }
 
 // Outcome is what a finished job left.
@@ -67,6 +110,9 @@ func (j Job) Execute(ctx context.Context, run runner.Runner, log zerolog.Logger)
 	}
 	if !shebang {
 		name, args = "/bin/bash", append([]string{j.Path}, j.Args...)
+	}
+	if j.Scope {
+		name, args = scoped(j.Name, name, args)
 	}
 	lw := &lineLogger{log: log.With().Str("script", j.Name).Logger(), scrub: j.Scrub}
 	stdout, stderr := lw.stream("stdout"), lw.stream("stderr")

@@ -83,6 +83,8 @@ type Input struct {
 	BaseEnv []string
 	// Scrubber, when set, is used (and extended) for script output.
 	Scrubber *secret.Scrubber
+	// Scopes runs each script in a systemd scope of its own (Job.Scope).
+	Scopes bool
 }
 
 // script is one entry of the run list.
@@ -134,7 +136,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 			failed = append(failed, fmt.Sprintf("%s (%v)", s.name, err))
 			continue
 		}
-		job := Job{Name: s.name, Path: in.Root.HostPath(p), Dir: in.MediumDir, Env: env, Timeout: timeout, Scrub: scrub}
+		job := Job{Name: s.name, Path: in.Root.HostPath(p), Dir: in.MediumDir, Env: env, Timeout: timeout, Scrub: scrub, Scope: in.Scopes}
 		r.Log.Info().Str("event", "script-start").Str("script", s.name).Msg("running " + s.name)
 		out := job.Execute(ctx, in.Run, r.Log)
 		r.Note("%s: %s in %s", s.name, out.Summary(), out.Duration.Round(time.Millisecond))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -528,3 +529,34 @@ func contains(list []string, s string) bool {
 }
 
 func vectorsDir(t *testing.T) string { return testenv.Shared(t, "vectors") }
+
+// With Scopes each script runs in a systemd scope of its own: systemd-run
+// becomes the command, the script and its arguments follow "--".
+func TestScriptsRunInScopesOfTheirOwn(t *testing.T) {
+	f := newFixture(t)
+	f.onMedium("init.sh", "echo init\n")
+	fake := &runner.Fake{}
+	in := f.input(f.context("START_SCRIPT='#!/bin/sh\necho start'\nINIT_SCRIPTS='init.sh'"))
+	in.Run, in.Scopes = fake, true
+	r, _ := engine.NewTestRecorder()
+	if err := Apply(context.Background(), r, in); err != nil {
+		t.Fatal(err)
+	}
+	if len(fake.Calls) != 2 {
+		t.Fatalf("calls %q", fake.Commands())
+	}
+	for i, want := range []struct{ unit, cmd string }{{"START_SCRIPT", "/" + StartScriptName}, {"init.sh", "/bin/bash"}} {
+		c := fake.Calls[i]
+		args := strings.Join(c.Args, " ")
+		if c.Name != "systemd-run" || !strings.HasPrefix(args, "--scope --quiet --collect --unit=one-contextd-script-"+want.unit+"-") {
+			t.Errorf("call %d: %s", i, c.String())
+		}
+		sep := slices.Index(c.Args, "--")
+		if sep < 0 || !strings.HasSuffix(c.Args[sep+1], want.cmd) || c.Dir != f.medium {
+			t.Errorf("call %d: command after -- is %q (dir %s), want ...%s", i, c.Args[sep+1:], c.Dir, want.cmd)
+		}
+	}
+	if u := unitPart("web/10 set up"); u != "web_10_set_up" {
+		t.Errorf("unitPart = %q", u)
+	}
+}

@@ -20,6 +20,14 @@ getent passwd | sed 's/^/E2E-PASSWD /'
 for h in /root /home/*; do
 	[ -f "$h/.ssh/authorized_keys" ] && sed "s|^|E2E-KEYS $h: |" "$h/.ssh/authorized_keys"
 done
+# A process a START_SCRIPT left running (the e2e context's): alive, and in
+# a scope of its own rather than in the agent's unit.
+if [ -f /run/e2e-bg.pid ]; then
+	p=$(cat /run/e2e-bg.pid)
+	alive=no
+	[ -d "/proc/$p" ] && alive=yes
+	echo "E2E-BG alive=$alive cgroup=$(cat "/proc/$p/cgroup" 2>/dev/null | tr '\n' ' ')"
+fi
 for f in /etc/hosts /etc/resolv.conf; do
 	[ -f "$f" ] && sed "s|^|E2E-FILE $f: |" "$f"
 done
