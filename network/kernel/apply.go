@@ -51,13 +51,15 @@ func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
 	app, canAppend := appenderOf(nl)
 	rp := planRoutes(m, snap, canAppend)
 	res.Problems = append(res.Problems, rp.problems...)
-	a := &applier{nl: nl, app: app, res: &res, snap: &snap, owned: owned, all: rp.all, deleted: map[int]bool{}}
+	a := &applier{nl: nl, app: app, res: &res, snap: &snap, owned: owned, all: rp.all, deleted: map[int]bool{}, nicMACs: map[string]bool{}}
 	mentioned := map[int]bool{}
 	for _, n := range m.Skipped {
 		mentioned[n.DevIdx] = true // left alone, the agent's own leftovers too
+		a.nicMACs[n.MAC.String()] = true
 	}
 	for _, n := range m.NICs {
 		mentioned[n.DevIdx] = true
+		a.nicMACs[n.MAC.String()] = true
 		link, ok := snap.links[n.DevIdx]
 		if !ok || n.DevIdx == 0 {
 			res.problem(n.Name+"_MAC", "link %s (%s) is gone", n.Dev, n.MAC)
@@ -105,6 +107,10 @@ type applier struct {
 	owned   Owned
 	all     []linkWant // every route the context wants, on every NIC
 	deleted map[int]bool
+	// nicMACs are the MACs of the context's NICs: a bridge or VLAN that
+	// shares one is swept, but the record of owned addresses under that
+	// MAC is the NIC's.
+	nicMACs map[string]bool
 }
 
 func (a *applier) applyNIC(link netlink.Link, n model.NIC, wants []wantRoute) {
@@ -219,8 +225,12 @@ func (a *applier) sweep(link netlink.Link) {
 	a.sweepRoutes(attrs.Index)
 	mac := attrs.HardwareAddr.String()
 	if len(a.owned.Addresses[mac]) > 0 {
+		// An address the agent put on a link sharing a NIC's MAC (an
+		// older run chose the bridge over the NIC) goes from there too.
 		sweepAddrs(a.nl, a.res, link, mac, nil, have, a.owned)
-		a.res.Owned.set(mac, nil)
+		if !a.nicMACs[mac] {
+			a.res.Owned.set(mac, nil)
+		}
 	}
 }
 

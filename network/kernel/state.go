@@ -85,7 +85,7 @@ func Links(nl Netlink) ([]model.Link, error) {
 	out := make([]model.Link, 0, len(links))
 	for _, l := range links {
 		a := l.Attrs()
-		out = append(out, model.Link{Index: a.Index, Name: a.Name, MAC: a.HardwareAddr})
+		out = append(out, model.Link{Index: a.Index, Name: a.Name, MAC: a.HardwareAddr, Kind: l.Type(), PermMAC: a.PermHWAddr})
 	}
 	return out, nil
 }

@@ -32,6 +32,39 @@ type Link struct {
 	Index int
 	Name  string
 	MAC   net.HardwareAddr
+	// Kind is the link's type as netlink names it (Link.Type()): "device"
+	// for a NIC with a driver of its own, "veth", "bridge", "vlan",
+	// "bond", ... "" when unknown (treated as physical).
+	Kind string
+	// PermMAC is the NIC's permanent (burnt-in) address when the kernel
+	// reports one (IFLA_PERM_ADDRESS); nil otherwise.
+	PermMAC net.HardwareAddr
+}
+
+// rank orders the links that carry a NIC's MAC: the one whose permanent
+// address it is first, then any physical link; a bridge, VLAN or bond
+// that took the MAC of its port ranks below the NIC itself, which every
+// renderer matches (networkd Type=ether, netplan and NetworkManager by
+// the ethernet device's address).
+func (l Link) rank() int {
+	switch {
+	case len(l.PermMAC) == len(l.MAC) && l.PermMAC.String() == l.MAC.String():
+		return 2
+	case l.Physical():
+		return 1
+	}
+	return 0
+}
+
+// Physical reports a link that is a NIC of its own: a device with a
+// driver, or a veth (the NIC of a container or of the tests). Bridges,
+// VLANs, bonds, macvlans and the like are not.
+func (l Link) Physical() bool {
+	switch l.Kind {
+	case "", "device", "veth":
+		return true
+	}
+	return false
 }
 
 // Problem is a variable the model cannot use.
@@ -161,11 +194,21 @@ func Plan(nw settings.Network, onegate netip.Addr, links []Link) (Model, []Probl
 	m.Offline = links == nil
 	m.Nameservers = nw.Nameservers()
 	m.Searches = nw.Searches()
+	// When several links carry a MAC, the NIC itself wins over a bridge,
+	// VLAN or bond that shares it; among links of the same rank the last
+	// one the kernel lists does, as one-context's get_dev (`ip link` |
+	// grep MAC | tail -n1), which is also what it does when only such a
+	// link has the MAC.
 	byMAC := map[string]Link{}
 	for _, l := range links {
-		if len(l.MAC) == 6 {
-			byMAC[l.MAC.String()] = l // net.HardwareAddr.String is lower case: exact, case-insensitive match
+		if len(l.MAC) != 6 {
+			continue
 		}
+		k := l.MAC.String() // lower case: exact, case-insensitive match
+		if cur, ok := byMAC[k]; ok && cur.rank() > l.rank() {
+			continue
+		}
+		byMAC[k] = l
 	}
 	usedDev := map[string]string{}
 	for _, s := range nw.NICs {
