@@ -8,6 +8,7 @@ package resolv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -109,15 +110,20 @@ type Result struct {
 	RestartResolved bool
 }
 
-// Apply hands cfg to the owner. With no nameservers nothing is touched
-// (one-context's rule). run is used only for resolvconf, and only when
-// live is true (the root is the running system).
+// Apply hands cfg to the owner. run is used only for resolvconf, and only
+// when live is true (the root is the running system).
+//
+// With no nameservers resolv.conf itself is left as it is, as one-context
+// does (its gen_resolvconf returns before touching the file), but what
+// the agent handed to a resolver for an earlier context is taken back:
+// its systemd-resolved drop-in goes and its resolvconf record is deleted,
+// or DNS removed from the context would stay forever.
 func Apply(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, cfg Config) (Result, error) {
 	owner, trace := Detect(r)
 	res := Result{Owner: owner, Trace: trace}
 	if len(cfg.Nameservers) == 0 {
 		res.Notes = append(res.Notes, "dns: no nameservers in the context; resolv.conf left as it is")
-		return res, nil
+		return res, withdraw(ctx, r, run, live, &res)
 	}
 	switch owner {
 	case Resolved:
@@ -131,7 +137,7 @@ func Apply(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, cf
 		}
 	case Resolvconf:
 		body := Plain(cfg, false)
-		cur, _ := r.ReadFile("/run/resolvconf/interface/" + resolvconfIface)
+		cur, _ := r.ReadFile(ResolvconfRecord)
 		if bytes.Equal(cur, body) {
 			return res, nil
 		}
@@ -157,6 +163,48 @@ func Apply(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, cf
 		}
 	}
 	return res, nil
+}
+
+// ResolvconfRecord is where resolvconf keeps the agent's record.
+const ResolvconfRecord = "/run/resolvconf/interface/" + resolvconfIface
+
+// withdraw takes back what the agent gave a resolver: its own
+// systemd-resolved drop-in (whoever owns resolv.conf now) and its
+// resolvconf record. A file at the drop-in's path that the agent did not
+// write is left alone.
+func withdraw(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, res *Result) error {
+	if data, err := r.ReadFile(ResolvedDropIn); err == nil {
+		created, cerr := r.Created(ResolvedDropIn)
+		if cerr != nil {
+			return fmt.Errorf("dns: %s: %w", ResolvedDropIn, cerr)
+		}
+		if !created && !bytes.HasPrefix(data, []byte(header)) {
+			res.Notes = append(res.Notes, "dns: "+ResolvedDropIn+" was not written by the agent; left alone")
+		} else {
+			removed, err := r.Remove(ResolvedDropIn)
+			if err != nil {
+				return fmt.Errorf("dns: no nameservers in the context: %w", err)
+			}
+			if removed {
+				res.Changes = append(res.Changes, "dns: remove "+ResolvedDropIn+" (no nameservers in the context)")
+				res.RestartResolved = true
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("dns: %s: %w", ResolvedDropIn, err)
+	}
+	if !r.Exists(ResolvconfRecord) {
+		return nil
+	}
+	if !live {
+		res.Notes = append(res.Notes, "dns: resolvconf holds the agent's record; not the running system, left registered")
+		return nil
+	}
+	if _, err := run.Run(ctx, runner.Cmd{Name: "resolvconf", Args: []string{"-d", resolvconfIface}}); err != nil {
+		return fmt.Errorf("dns: no nameservers in the context: resolvconf -d %s: %w", resolvconfIface, err)
+	}
+	res.Changes = append(res.Changes, "dns: resolvconf -d "+resolvconfIface)
+	return nil
 }
 
 // Plain is a resolv.conf; withDomain adds the domain line.
