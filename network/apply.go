@@ -272,6 +272,24 @@ func writeFiles(r *engine.Recorder, in Input, m model.Model, t render.Type) (boo
 			wrote = true
 			r.Change("make /etc/network/interfaces source %s", render.InterfacesPath)
 		}
+		st, err := disableForeignStanzas(in.Root, m)
+		for _, p := range st.Problems {
+			r.Problem(p.Var, "%s", p.Msg)
+		}
+		for _, mv := range st.Moved {
+			r.Change("move the backup %s to %s (ifupdown reads the first)", mv[0], mv[1])
+		}
+		if err != nil {
+			return wrote, fmt.Errorf("ifupdown: %w", err)
+		}
+		for _, d := range st.Disabled {
+			wrote = true
+			if d.Backup != "" {
+				r.Change("disable the stanzas of %s in %s (the agent's %s configures them; the file as it was: %s)", strings.Join(d.Devs, " "), d.Path, render.InterfacesPath, d.Backup)
+			} else {
+				r.Change("disable the stanzas of %s in %s (the agent's %s configures them)", strings.Join(d.Devs, " "), d.Path, render.InterfacesPath)
+			}
+		}
 	}
 	for _, dir := range append(render.OwnedDirs(), path.Dir(render.SysctlPath)) {
 		ents, err := afero.ReadDir(in.Root.Fs(), dir)
