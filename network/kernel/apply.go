@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -40,13 +41,62 @@ func (r *Result) problem(v, format string, args ...any) {
 // refuses becomes a problem naming the variable, and the rest goes on.
 // sc may be nil: sysctls are then left to the persisted file.
 func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
-	res := Result{Owned: Owned{Addresses: map[string][]string{}}}
+	res, removed, err := converge(nl, m, owned)
+	if err != nil {
+		return res, err
+	}
+	if removed {
+		// Removing an address can take others with it: with
+		// promote_secondaries off (the kernel's default; systemd turns it
+		// on) the secondaries of its subnet and the routes through them go
+		// when a primary goes, and the new address of a NIC that moved
+		// inside its subnet was one of them. A second look puts back what
+		// went.
+		again, _, err := converge(nl, m, res.Owned)
+		if err != nil {
+			return res, err
+		}
+		res.Changes = append(res.Changes, again.Changes...)
+		for _, p := range again.Problems {
+			if !slices.Contains(res.Problems, p) {
+				res.Problems = append(res.Problems, p)
+			}
+		}
+		res.Owned = again.Owned
+	}
+	if sc != nil {
+		for _, s := range m.Sysctls {
+			cur, err := sc.Get(s.Key)
+			if err != nil {
+				res.problem(s.Var, "read %s: %v", s.Key, err)
+				continue
+			}
+			if strings.TrimSpace(cur) == s.Value {
+				continue
+			}
+			if err := sc.Set(s.Key, s.Value); err != nil {
+				res.problem(s.Var, "set %s: %v", s.Key, err)
+				continue
+			}
+			res.change("sysctl %s = %s (was %s)", strings.ReplaceAll(s.Key, "/", "."), s.Value, strings.TrimSpace(cur))
+		}
+	}
+	if len(res.Owned.Addresses) == 0 {
+		res.Owned.Addresses = nil
+	}
+	return res, nil
+}
+
+// converge is one pass over the kernel's links: removed reports whether
+// it removed an address.
+func converge(nl Netlink, m model.Model, owned Owned) (res Result, removed bool, err error) {
+	res = Result{Owned: Owned{Addresses: map[string][]string{}}}
 	for k, v := range owned.Addresses {
 		res.Owned.Addresses[k] = v
 	}
 	snap, err := take(nl)
 	if err != nil {
-		return res, err
+		return res, false, err
 	}
 	app, canAppend := appenderOf(nl)
 	rp := planRoutes(m, snap, canAppend)
@@ -73,27 +123,7 @@ func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
 			a.sweep(link)
 		}
 	}
-	if sc != nil {
-		for _, s := range m.Sysctls {
-			cur, err := sc.Get(s.Key)
-			if err != nil {
-				res.problem(s.Var, "read %s: %v", s.Key, err)
-				continue
-			}
-			if strings.TrimSpace(cur) == s.Value {
-				continue
-			}
-			if err := sc.Set(s.Key, s.Value); err != nil {
-				res.problem(s.Var, "set %s: %v", s.Key, err)
-				continue
-			}
-			res.change("sysctl %s = %s (was %s)", strings.ReplaceAll(s.Key, "/", "."), s.Value, strings.TrimSpace(cur))
-		}
-	}
-	if len(res.Owned.Addresses) == 0 {
-		res.Owned.Addresses = nil
-	}
-	return res, nil
+	return res, a.removedAddr, nil
 }
 
 // applier is one Apply's state. snap.routes grows with the routes this run
@@ -111,6 +141,8 @@ type applier struct {
 	// shares one is swept, but the record of owned addresses under that
 	// MAC is the NIC's.
 	nicMACs map[string]bool
+	// removedAddr: this pass removed an address.
+	removedAddr bool
 }
 
 func (a *applier) applyNIC(link netlink.Link, n model.NIC, wants []wantRoute) {
@@ -208,7 +240,9 @@ func (a *applier) applyNIC(link netlink.Link, n model.NIC, wants []wantRoute) {
 		res.change("%s: add route %s (%s)", dev, w, w.Var)
 	}
 	a.sweepRoutes(attrs.Index)
-	sweepAddrs(nl, res, link, mac, want, have, owned)
+	if sweepAddrs(nl, res, link, mac, want, have, owned) {
+		a.removedAddr = true
+	}
 	res.Owned.set(mac, ownedNow)
 }
 
@@ -227,7 +261,9 @@ func (a *applier) sweep(link netlink.Link) {
 	if len(a.owned.Addresses[mac]) > 0 {
 		// An address the agent put on a link sharing a NIC's MAC (an
 		// older run chose the bridge over the NIC) goes from there too.
-		sweepAddrs(a.nl, a.res, link, mac, nil, have, a.owned)
+		if sweepAddrs(a.nl, a.res, link, mac, nil, have, a.owned) {
+			a.removedAddr = true
+		}
 		if !a.nicMACs[mac] {
 			a.res.Owned.set(mac, nil)
 		}
@@ -259,7 +295,7 @@ func (a *applier) wanted(r netlink.Route) bool {
 	return false
 }
 
-func sweepAddrs(nl Netlink, res *Result, link netlink.Link, mac string, want, have map[netip.Prefix]bool, owned Owned) {
+func sweepAddrs(nl Netlink, res *Result, link netlink.Link, mac string, want, have map[netip.Prefix]bool, owned Owned) (removed bool) {
 	for _, s := range owned.Addresses[mac] {
 		p, err := netip.ParsePrefix(s)
 		if err != nil || want[p] || !have[p] {
@@ -270,7 +306,9 @@ func sweepAddrs(nl Netlink, res *Result, link netlink.Link, mac string, want, ha
 			continue
 		}
 		res.change("%s: remove address %s", link.Attrs().Name, p)
+		removed = true
 	}
+	return removed
 }
 
 func matched(routes []netlink.Route, idx int, w wantRoute) bool {
