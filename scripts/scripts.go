@@ -49,9 +49,11 @@ import (
 	"one-contextd/secret"
 )
 
-// DefaultTimeout bounds one script when Input.Timeout is 0 (one-context
-// waits forever).
-const DefaultTimeout = 10 * time.Minute
+// DefaultTimeout bounds one script when Input.Timeout is 0. one-context
+// has no bound; an hour keeps a hung script from holding the boot run (and
+// READY) for ever without cutting short the long ones users run there
+// (installing or upgrading packages on a slow mirror).
+const DefaultTimeout = time.Hour
 
 // TempParent is where the private script directories are made, under the
 // root, as one-context does.
