@@ -49,6 +49,31 @@ type System struct {
 	Sleep func(context.Context, time.Duration) error
 	// Statfs reads a file system's counters; nil: unix.Statfs.
 	Statfs func(path string) (DiskStats, error)
+	// Since, when it holds a sample of this boot at least MinSpan old,
+	// is where CPU_USED_PERC starts: the whole time since the last push,
+	// rather than a second-long sample that lets one spike count in
+	// several of OneFlow's evaluations and misses everything in between.
+	// Collect stores its own sample there for the next run.
+	Since CPUStore
+}
+
+// MinSpan is the shortest span a stored CPU sample is used for; a younger
+// one (two runs in a row) gives way to a fresh Interval-long sample.
+const MinSpan = 5 * time.Second
+
+// CPUStore keeps a /proc/stat sample between runs.
+type CPUStore interface {
+	Load() (CPUSample, bool)
+	Save(CPUSample) error
+}
+
+// CPUSample is the aggregate cpu line of /proc/stat, in ticks, and when
+// it was read (the kernel's boot time tells the boots apart).
+type CPUSample struct {
+	Busy  uint64    `json:"busy"`
+	Total uint64    `json:"total"`
+	At    time.Time `json:"at"`
+	Boot  string    `json:"boot"`
 }
 
 func (s System) proc(name string) string {
@@ -105,6 +130,19 @@ func pct(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 type cpuTimes struct{ busy, total uint64 }
 
 func (s System) cpuUsed(ctx context.Context) (float64, error) {
+	boot, _ := readBootTime(s.proc("stat"))
+	if s.Since != nil {
+		if prev, ok := s.Since.Load(); ok && prev.Boot == boot && boot != "" && time.Since(prev.At) >= MinSpan {
+			b, err := readCPU(s.proc("stat"))
+			if err != nil {
+				return 0, err
+			}
+			s.save(b, boot)
+			if b.total > prev.Total {
+				return cpuPerc(cpuTimes{prev.Busy, prev.Total}, b), nil
+			}
+		}
+	}
 	a, err := readCPU(s.proc("stat"))
 	if err != nil {
 		return 0, err
@@ -124,7 +162,31 @@ func (s System) cpuUsed(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	s.save(b, boot)
 	return cpuPerc(a, b), nil
+}
+
+// save stores the sample for the next run; a store that fails costs the
+// next run its span, not this run its metric.
+func (s System) save(t cpuTimes, boot string) {
+	if s.Since != nil && boot != "" {
+		_ = s.Since.Save(CPUSample{Busy: t.busy, Total: t.total, At: time.Now(), Boot: boot})
+	}
+}
+
+// readBootTime is the btime line of /proc/stat: the same for every run of
+// one boot.
+func readBootTime(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "btime "); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no btime line", path)
 }
 
 // cpuPerc is the busy share between two samples; 0 when no tick passed

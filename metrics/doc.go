@@ -10,7 +10,8 @@
 //
 // Built-in attributes:
 //
-//	CPU_USED_PERC   busy share of all CPUs, %, from two /proc/stat samples --interval apart
+//	CPU_USED_PERC   busy share of all CPUs, %, since the last run's /proc/stat sample
+//	                (kept in /run for the boot), else over --interval
 //	                (user+nice+system+irq+softirq+steal over the total; idle and iowait count as idle)
 //	LOAD1           /proc/loadavg, 1-minute load average
 //	LOAD5           /proc/loadavg, 5-minute load average

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -70,7 +71,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	sys := System{Proc: *proc, Disk: root.Dir(), Interval: *interval}
+	sys := System{Proc: *proc, Disk: root.Dir(), Interval: *interval, Since: fileCPUStore{root}}
 	builtin, err := sys.Collect(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "metrics: %v\n", err)
@@ -118,4 +119,33 @@ func Push(ctx context.Context, env report.Env, metrics []Metric) error {
 		attrs[i] = onegate.Attr{Key: m.Key, Value: m.Value}
 	}
 	return c.Update(ctx, "", attrs...)
+}
+
+// CPUSampleFile keeps the last run's /proc/stat sample (tmpfs: one boot).
+const CPUSampleFile = "/run/one-contextd/metrics-cpu.json"
+
+// fileCPUStore is the CPUStore of the metrics command, under the root.
+type fileCPUStore struct{ root *fsroot.Root }
+
+func (f fileCPUStore) Load() (CPUSample, bool) {
+	data, err := f.root.ReadFile(CPUSampleFile)
+	if err != nil {
+		return CPUSample{}, false
+	}
+	var s CPUSample
+	if json.Unmarshal(data, &s) != nil {
+		return CPUSample{}, false
+	}
+	return s, true
+}
+
+func (f fileCPUStore) Save(s CPUSample) error {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if _, err := f.root.WriteFile(CPUSampleFile, data, fsroot.WriteOptions{Mode: 0o644}); err != nil {
+		return err
+	}
+	return f.root.Flush()
 }

@@ -297,3 +297,57 @@ func BenchmarkCollectAndPush(b *testing.B) {
 		}
 	}
 }
+
+type memCPUStore struct {
+	s  CPUSample
+	ok bool
+}
+
+func (m *memCPUStore) Load() (CPUSample, bool) { return m.s, m.ok }
+func (m *memCPUStore) Save(s CPUSample) error  { m.s, m.ok = s, true; return nil }
+
+// CPU_USED_PERC covers the time since the last run when that run's sample
+// is of this boot and old enough; otherwise a fresh sample is taken.
+func TestCPUSinceTheLastRun(t *testing.T) {
+	proc, sleep := fakeProc(t)
+	writeFile(t, filepath.Join(proc, "stat"), statA+"btime 1700000000\n", 0o644)
+	slept := 0
+	countingSleep := func(ctx context.Context, d time.Duration) error {
+		slept++
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+		// statB, same boot.
+		return os.WriteFile(filepath.Join(proc, "stat"), []byte(statB+"btime 1700000000\n"), 0o644)
+	}
+	store := &memCPUStore{}
+	sys := System{Proc: proc, Sleep: countingSleep, Statfs: fakeStatfs, Since: store}
+	cpu := func() string {
+		t.Helper()
+		got, err := sys.Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0].Value
+	}
+	// No earlier sample: a fresh one, stored.
+	if v := cpu(); v != "40.00" || slept != 1 || !store.ok || store.s.Total != 1200 || store.s.Boot != "1700000000" {
+		t.Fatalf("first run: %s, slept %d, stored %+v", v, slept, store.s)
+	}
+	// A minute later, 300 more ticks of which 270 busy: the span since the
+	// stored sample, no new sampling wait.
+	store.s.At = time.Now().Add(-time.Minute)
+	writeFile(t, filepath.Join(proc, "stat"), "cpu  360 0 140 910 90 0 0 0 0 0\nbtime 1700000000\n", 0o644)
+	if v := cpu(); v != "90.00" || slept != 1 {
+		t.Errorf("second run: %s (want 90.00 over the span), slept %d", v, slept)
+	}
+	// A sample of another boot, or a fresh one, is not a starting point.
+	for _, s := range []CPUSample{{Busy: 1, Total: 2, At: time.Now().Add(-time.Minute), Boot: "1600000000"}, {Busy: 1, Total: 2, At: time.Now(), Boot: "1700000000"}} {
+		store.s = s
+		writeFile(t, filepath.Join(proc, "stat"), statA+"btime 1700000000\n", 0o644)
+		before := slept
+		if v := cpu(); v != "40.00" || slept != before+1 {
+			t.Errorf("stored %+v: %s, slept %d times", s, v, slept-before)
+		}
+	}
+}
