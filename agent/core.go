@@ -46,6 +46,9 @@ func (s *session) readMedium(ctx context.Context, r *engine.Recorder) error {
 	}
 	s.medium = m
 	r.Note("context medium %s (%s%s), %d files", m.Path(), m.Kind(), labelSuffix(m.Label()), len(m.Files()))
+	for _, p := range m.Problems() {
+		r.Problem("", "%s", p)
+	}
 	raw, err := m.ReadFile(medium.ContextFile, shvars.MaxFileSize)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", medium.ContextFile, err)

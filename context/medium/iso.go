@@ -216,14 +216,14 @@ func (m *Medium) listISO(f *os.File, size int64, root dirRecord) (err error) {
 	if err != nil {
 		return fmt.Errorf("read ISO 9660 file system: %w", err)
 	}
-	w := isoWalker{m: m, fs: isoFS, img: f, size: size}
+	w := isoWalker{m: m, fs: isoFS, susp: newSUSPReader(f, size), size: size}
 	if err := w.walk(".", "", root, 0); err != nil {
 		return err
 	}
 	if !w.rockRidge {
 		// Plain ISO 9660 names are upper case (CONTEXT.SH;1). Map them the way
 		// Linux mounts such a volume (lower case, no ";1") and match any case.
-		m.lowerPlainNames()
+		return m.lowerPlainNames()
 	}
 	return nil
 }
@@ -231,7 +231,7 @@ func (m *Medium) listISO(f *os.File, size int64, root dirRecord) (err error) {
 type isoWalker struct {
 	m         *Medium
 	fs        *iso9660.FileSystem
-	img       io.ReaderAt
+	susp      *suspReader
 	size      int64
 	rockRidge bool
 	count     int
@@ -247,19 +247,36 @@ func (w *isoWalker) walk(isoDir, rel string, self dirRecord, depth int) error {
 	if err != nil {
 		return fmt.Errorf("read directory /%s: %w", rel, err)
 	}
-	rrNames, ok := rockRidgeNames(w.img, self.location, self.length, w.size)
+	rrNames, ok := w.susp.dirNames(self.location, self.length)
 	if !ok || len(rrNames) != len(des) {
 		rrNames = nil
 	}
+	// go-diskfs finds a directory by the first NM entry of its name: of two
+	// names that share it, it reaches only the first.
+	lookupNames := map[string]bool{}
 	for i, de := range des {
 		if w.count++; w.count > maxEntries {
 			return fmt.Errorf("more than %d entries", int(maxEntries))
 		}
 		name := de.Name()
-		// Take the Rock Ridge name as written where go-diskfs trimmed it.
-		if rrNames != nil && rrNames[i] != "" && !de.IsDir() && diskfsMangled(rrNames[i]) == name {
-			name = rrNames[i]
+		lookupName := name
+		if rrNames != nil {
+			// Take the Rock Ridge name as written where go-diskfs trimmed
+			// or cut it short, if the two lists line up.
+			rr := rrNames[i]
+			diskfsName := rr.first
+			if !de.IsDir() {
+				diskfsName = diskfsMangled(diskfsName)
+			}
+			if diskfsName == name {
+				lookupName = rr.first
+				if rr.name != "" {
+					name = rr.name
+				}
+			}
 		}
+		shadowed := lookupNames[lookupName]
+		lookupNames[lookupName] = true
 		if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
 			return fmt.Errorf("directory /%s: bad entry name %q", rel, name)
 		}
@@ -276,6 +293,10 @@ func (w *isoWalker) walk(isoDir, rel string, self dirRecord, depth int) error {
 		}
 		childRel := path.Join(rel, name)
 		if de.IsDir() {
+			if shadowed {
+				w.m.problem("directory %s left out: its name starts as an earlier entry's does, and go-diskfs cannot tell the two apart", childRel)
+				continue
+			}
 			w.m.dirs = append(w.m.dirs, childRel)
 			sub := dirRecord{location: st.Location, length: uint32(fi.Size())}
 			if err := w.walk(path.Join(isoDir, de.Name()), childRel, sub, depth+1); err != nil {
@@ -290,33 +311,35 @@ func (w *isoWalker) walk(isoDir, rel string, self dirRecord, depth int) error {
 		if off+fi.Size() > w.size {
 			return fmt.Errorf("%s: data at bytes %d-%d lies past the end (%d bytes): medium truncated", childRel, off, off+fi.Size(), w.size)
 		}
-		if _, dup := w.m.entries[childRel]; dup {
-			return fmt.Errorf("%s: listed twice", childRel)
-		}
-		w.m.files = append(w.m.files, childRel)
-		w.m.entries[childRel] = entry{
+		err = w.m.addFile(childRel, entry{
 			size: fi.Size(),
 			// Without Rock Ridge go-diskfs reports 0755 for everything, which says nothing.
 			exec: st.RockRidge && fi.Mode().Perm()&0o100 != 0,
 			off:  off,
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 // lowerPlainNames renames plain ISO 9660 names to lower case and keeps a
-// case-insensitive index.
-func (m *Medium) lowerPlainNames() {
-	entries := make(map[string]entry, len(m.entries))
-	m.folded = make(map[string]string, len(m.entries))
-	for i, p := range m.files {
+// case-insensitive index. Names that differ only in case (which ISO 9660
+// names should not) are duplicates, handled as addFile does.
+func (m *Medium) lowerPlainNames() error {
+	files, entries := m.files, m.entries
+	m.files, m.entries = nil, make(map[string]entry, len(entries))
+	m.folded = make(map[string]string, len(entries))
+	for _, p := range files {
 		lp := strings.ToLower(p)
-		entries[lp] = m.entries[p]
-		m.files[i] = lp
+		if err := m.addFile(lp, entries[p]); err != nil {
+			return err
+		}
 		m.folded[lp] = lp
 	}
 	for i, d := range m.dirs {
 		m.dirs[i] = strings.ToLower(d)
 	}
-	m.entries = entries
+	return nil
 }

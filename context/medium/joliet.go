@@ -161,11 +161,9 @@ func (w *jolietWalker) walk(dir dirRecord, rel string, depth int) error {
 		if dataOff+int64(rec.length) > w.size {
 			return fmt.Errorf("%s: data at bytes %d-%d lies past the end (%d bytes): medium truncated", childRel, dataOff, dataOff+int64(rec.length), w.size)
 		}
-		if _, dup := w.m.entries[childRel]; dup {
-			return fmt.Errorf("%s: listed twice", childRel)
+		if err := w.m.addFile(childRel, entry{size: int64(rec.length), off: dataOff}); err != nil {
+			return err
 		}
-		w.m.files = append(w.m.files, childRel)
-		w.m.entries[childRel] = entry{size: int64(rec.length), off: dataOff}
 	}
 	return nil
 }

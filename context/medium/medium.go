@@ -46,13 +46,14 @@ type Medium struct {
 	kind  Kind
 	label string
 
-	files   []string          // sorted regular-file paths
-	dirs    []string          // sorted directory paths (not the root)
-	entries map[string]entry  // by path
-	folded  map[string]string // lower-case path -> path, for plain ISO 9660 names
-	image   io.ReaderAt       // ISO image; nil for a directory
-	closer  io.Closer
-	root    string // directory source root
+	files    []string          // sorted regular-file paths
+	dirs     []string          // sorted directory paths (not the root)
+	entries  map[string]entry  // by path
+	folded   map[string]string // lower-case path -> path, for plain ISO 9660 names
+	image    io.ReaderAt       // ISO image; nil for a directory
+	closer   io.Closer
+	root     string   // directory source root
+	problems []string // problems that did not stop the medium from being read
 }
 
 // Open opens path as a context medium: an ISO 9660 image file, a block device
@@ -95,6 +96,40 @@ func (m *Medium) Label() string { return m.label }
 // Files lists every regular file as a slash-separated path relative to the
 // medium root, sorted.
 func (m *Medium) Files() []string { return slices.Clone(m.files) }
+
+// Problems lists what was wrong with the medium without stopping it from
+// being read, such as a name listed twice of which only the first file is
+// kept. Each names the medium. The caller should report them.
+func (m *Medium) Problems() []string { return slices.Clone(m.problems) }
+
+// maxProblems bounds the problems kept for a (perhaps hostile) medium.
+const maxProblems = 32
+
+// problem records a problem that does not stop the medium from being read.
+func (m *Medium) problem(format string, args ...any) {
+	switch {
+	case len(m.problems) < maxProblems:
+		m.problems = append(m.problems, fmt.Sprintf("medium %s: ", m.path)+fmt.Sprintf(format, args...))
+	case len(m.problems) == maxProblems:
+		m.problems = append(m.problems, fmt.Sprintf("medium %s: more problems left unreported", m.path))
+	}
+}
+
+// addFile lists the regular file p. A second file of the same name is left
+// out with a problem, so the rest of the context still applies, unless it is
+// context.sh: which of two is the context cannot be told.
+func (m *Medium) addFile(p string, e entry) error {
+	if _, dup := m.entries[p]; dup {
+		if p == ContextFile {
+			return fmt.Errorf("%s: listed twice", p)
+		}
+		m.problem("%s: listed twice; only the first is kept", p)
+		return nil
+	}
+	m.files = append(m.files, p)
+	m.entries[p] = e
+	return nil
+}
 
 // Has reports whether the medium holds the regular file name.
 func (m *Medium) Has(name string) bool {
