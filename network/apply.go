@@ -155,7 +155,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		}
 	}
 
-	dns, err := resolv.Apply(ctx, in.Root, in.Run, in.Root.IsReal(), resolv.Config{Nameservers: m.Nameservers, Search: m.Searches, Domain: in.Domain})
+	dns, err := resolv.Apply(ctx, in.Root, in.Run, in.Root.IsReal(), resolv.Config{Nameservers: m.Nameservers, Search: m.Searches, Domain: in.Domain, NetworkManager: sel.Type == render.NM})
 	r.Note("dns: owner=%s %s", dns.Owner, dns.Trace)
 	for _, c := range dns.Changes {
 		r.Change("%s", c)
@@ -173,9 +173,17 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		}
 	}
 
-	if filesChanged && live {
-		if err := reload(ctx, r, in, sel.Type); err != nil {
+	if live {
+		// NetworkManager is reloaded once for its keyfiles and its DNS
+		// drop-in (which may also go while another manager is chosen).
+		conns := filesChanged && sel.Type == render.NM
+		if err := reloadNM(ctx, r, in, conns, dns.ReloadNM); err != nil {
 			return fmt.Errorf("network: %w", err)
+		}
+		if filesChanged && !conns {
+			if err := reload(ctx, r, in, sel.Type); err != nil {
+				return fmt.Errorf("network: %w", err)
+			}
 		}
 	}
 
@@ -365,19 +373,7 @@ func reload(ctx context.Context, r *engine.Recorder, in Input, t render.Type) er
 		}
 		cmd = runner.Cmd{Name: "networkctl", Args: []string{"reload"}}
 	case render.NM:
-		// NetworkManager makes /run/NetworkManager when it starts. Before
-		// that (the local stage of a boot runs before it) asking nmcli
-		// costs a second under emulation and a D-Bus round trip for nothing.
-		if !in.Root.Exists("/run/NetworkManager") {
-			r.Note("NetworkManager has not started yet; it reads the new files when it starts")
-			return nil
-		}
-		res, err := in.Run.Run(ctx, runner.Cmd{Name: "nmcli", Args: []string{"-t", "-f", "RUNNING", "general"}})
-		if err != nil || strings.TrimSpace(string(res.Stdout)) != "running" {
-			r.Note("NetworkManager is not running; it reads the new files when it starts")
-			return nil
-		}
-		cmd = runner.Cmd{Name: "nmcli", Args: []string{"connection", "reload"}}
+		return reloadNM(ctx, r, in, true, false)
 	case render.Interfaces:
 		if !ifupdownRan(in.Root) {
 			r.Note("ifupdown has not brought anything up yet; networking.service reads the new files when it starts")
@@ -395,6 +391,49 @@ func reload(ctx context.Context, r *engine.Recorder, in Input, t render.Type) er
 		return fmt.Errorf("reload %s: %w", t, err)
 	}
 	r.Change("reload %s (%s)", t, cmd)
+	return nil
+}
+
+// reloadNM asks a running NetworkManager, once per run, to read its
+// connections again (conns) and its configuration, the agent's global
+// DNS drop-in included, rewriting resolv.conf from it (dns). Only the
+// connections' reload failing is an error.
+func reloadNM(ctx context.Context, r *engine.Recorder, in Input, conns, dns bool) error {
+	if !conns && !dns {
+		return nil
+	}
+	// NetworkManager makes /run/NetworkManager when it starts. Before
+	// that (the local stage of a boot runs before it) asking nmcli
+	// costs a second under emulation and a D-Bus round trip for nothing.
+	if !in.Root.Exists("/run/NetworkManager") {
+		r.Note("NetworkManager has not started yet; it reads the new files when it starts")
+		return nil
+	}
+	res, err := in.Run.Run(ctx, runner.Cmd{Name: "nmcli", Args: []string{"-t", "-f", "RUNNING", "general"}})
+	if err != nil || strings.TrimSpace(string(res.Stdout)) != "running" {
+		r.Note("NetworkManager is not running; it reads the new files when it starts")
+		return nil
+	}
+	if conns {
+		cmd := runner.Cmd{Name: "nmcli", Args: []string{"connection", "reload"}}
+		if _, err := in.Run.Run(ctx, cmd); err != nil {
+			return fmt.Errorf("reload %s: %w", render.NM, err)
+		}
+		r.Change("reload %s (%s)", render.NM, cmd)
+	}
+	if dns {
+		// conf re-reads NetworkManager.conf and conf.d (the global DNS);
+		// dns-rc writes resolv.conf anew. NetworkManager 1.22 and later.
+		// A failure is the DNS's problem, as a failed restart of
+		// systemd-resolved is: NetworkManager still reads the drop-in
+		// when it next starts.
+		cmd := runner.Cmd{Name: "nmcli", Args: []string{"general", "reload", "conf,dns-rc"}}
+		if _, err := in.Run.Run(ctx, cmd); err != nil {
+			r.Problem("DNS", "reload NetworkManager's configuration: %v", err)
+		} else {
+			r.Change("reload NetworkManager's configuration (%s)", cmd)
+		}
+	}
 	return nil
 }
 

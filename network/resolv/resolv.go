@@ -1,8 +1,8 @@
 // Package resolv hands the context's nameservers to whoever owns
 // /etc/resolv.conf: systemd-resolved (a drop-in), Debian's resolvconf (an
-// interface record), or, when the file is a plain file, the file itself,
-// which the agent then writes. A symlink the system relies on is never
-// replaced.
+// interface record), NetworkManager (a conf.d drop-in with its global
+// DNS), or, when the file is a plain file, the file itself, which the
+// agent then writes. A symlink the system relies on is never replaced.
 package resolv
 
 import (
@@ -34,6 +34,7 @@ const (
 const (
 	ResolvConf      = "/etc/resolv.conf"
 	ResolvedDropIn  = "/etc/systemd/resolved.conf.d/one-context.conf"
+	NMDropIn        = "/etc/NetworkManager/conf.d/90-one-context-dns.conf"
 	resolvconfIface = "one-contextd.inet"
 	header          = "# Written by one-contextd from the OpenNebula context; changes are overwritten.\n"
 )
@@ -98,6 +99,11 @@ type Config struct {
 	Nameservers []netip.Addr
 	Search      []string
 	Domain      string // "domain" line of a plain file; "" none
+	// NetworkManager says NetworkManager manages the network (the chosen
+	// renderer). It writes a plain resolv.conf over the agent's when a
+	// connection comes up, so there the nameservers go to its global DNS
+	// as well as into the file.
+	NetworkManager bool
 }
 
 // Result says what Apply did.
@@ -108,22 +114,53 @@ type Result struct {
 	Notes   []string
 	// RestartResolved is set when the resolved drop-in changed.
 	RestartResolved bool
+	// ReloadNM is set when NetworkManager's drop-in changed: its
+	// configuration is to be reloaded (nmcli general reload conf,dns-rc).
+	ReloadNM bool
 }
 
 // Apply hands cfg to the owner. run is used only for resolvconf, and only
 // when live is true (the root is the running system).
 //
+// NetworkManager gets the nameservers and search domains as its global
+// DNS, which overrides the DNS of every connection (DHCP's included):
+// resolv.conf then holds the context's servers and domains only, as the
+// file one-context writes, and NetworkManager writes it so again after a
+// restart or a DHCP renewal. one-context writes resolv.conf itself and
+// NetworkManager writes over it at its next DNS update.
+//
 // With no nameservers resolv.conf itself is left as it is, as one-context
 // does (its gen_resolvconf returns before touching the file), but what
 // the agent handed to a resolver for an earlier context is taken back:
-// its systemd-resolved drop-in goes and its resolvconf record is deleted,
-// or DNS removed from the context would stay forever.
+// its systemd-resolved and NetworkManager drop-ins go and its resolvconf
+// record is deleted, or DNS removed from the context would stay forever.
 func Apply(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, cfg Config) (Result, error) {
 	owner, trace := Detect(r)
 	res := Result{Owner: owner, Trace: trace}
 	if len(cfg.Nameservers) == 0 {
 		res.Notes = append(res.Notes, "dns: no nameservers in the context; resolv.conf left as it is")
 		return res, withdraw(ctx, r, run, live, &res)
+	}
+	// NetworkManager's drop-in is wanted where NetworkManager writes
+	// resolv.conf; anywhere else an earlier one of the agent's goes.
+	if owner == NM || (owner == File && cfg.NetworkManager) {
+		changed, err := r.WriteFile(NMDropIn, NMGlobalDNS(cfg), fsroot.WriteOptions{Mode: 0o644, UID: -1, GID: -1})
+		if err != nil {
+			return res, fmt.Errorf("dns: %w", err)
+		}
+		if changed {
+			res.Changes = append(res.Changes, "dns: write "+NMDropIn)
+			res.ReloadNM = true
+		}
+	} else {
+		removed, err := takeBack(r, NMDropIn, &res)
+		if err != nil {
+			return res, fmt.Errorf("dns: %w", err)
+		}
+		if removed {
+			res.Changes = append(res.Changes, "dns: remove "+NMDropIn+" (resolv.conf is not NetworkManager's)")
+			res.ReloadNM = true
+		}
 	}
 	switch owner {
 	case Resolved:
@@ -150,7 +187,7 @@ func Apply(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, cf
 		}
 		res.Changes = append(res.Changes, "dns: resolvconf -a "+resolvconfIface)
 	case NM:
-		res.Notes = append(res.Notes, "dns: NetworkManager owns resolv.conf; the nameservers are in its connections")
+		res.Notes = append(res.Notes, "dns: NetworkManager owns resolv.conf; the nameservers are its global DNS ("+NMDropIn+"), over the connections' own")
 	case Unknown:
 		res.Notes = append(res.Notes, "dns: resolv.conf is a symlink ("+trace+") the agent does not know; left alone")
 	case File:
@@ -169,29 +206,22 @@ func Apply(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, cf
 const ResolvconfRecord = "/run/resolvconf/interface/" + resolvconfIface
 
 // withdraw takes back what the agent gave a resolver: its own
-// systemd-resolved drop-in (whoever owns resolv.conf now) and its
-// resolvconf record. A file at the drop-in's path that the agent did not
-// write is left alone.
+// systemd-resolved and NetworkManager drop-ins (whoever owns resolv.conf
+// now) and its resolvconf record. A file at a drop-in's path that the
+// agent did not write is left alone.
 func withdraw(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool, res *Result) error {
-	if data, err := r.ReadFile(ResolvedDropIn); err == nil {
-		created, cerr := r.Created(ResolvedDropIn)
-		if cerr != nil {
-			return fmt.Errorf("dns: %s: %w", ResolvedDropIn, cerr)
+	for _, d := range []struct {
+		path   string
+		reload *bool
+	}{{ResolvedDropIn, &res.RestartResolved}, {NMDropIn, &res.ReloadNM}} {
+		removed, err := takeBack(r, d.path, res)
+		if err != nil {
+			return fmt.Errorf("dns: no nameservers in the context: %w", err)
 		}
-		if !created && !bytes.HasPrefix(data, []byte(header)) {
-			res.Notes = append(res.Notes, "dns: "+ResolvedDropIn+" was not written by the agent; left alone")
-		} else {
-			removed, err := r.Remove(ResolvedDropIn)
-			if err != nil {
-				return fmt.Errorf("dns: no nameservers in the context: %w", err)
-			}
-			if removed {
-				res.Changes = append(res.Changes, "dns: remove "+ResolvedDropIn+" (no nameservers in the context)")
-				res.RestartResolved = true
-			}
+		if removed {
+			res.Changes = append(res.Changes, "dns: remove "+d.path+" (no nameservers in the context)")
+			*d.reload = true
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("dns: %s: %w", ResolvedDropIn, err)
 	}
 	if !r.Exists(ResolvconfRecord) {
 		return nil
@@ -205,6 +235,28 @@ func withdraw(ctx context.Context, r *fsroot.Root, run runner.Runner, live bool,
 	}
 	res.Changes = append(res.Changes, "dns: resolvconf -d "+resolvconfIface)
 	return nil
+}
+
+// takeBack removes the agent's file at p: one it created, or one that
+// starts with its header (the manifest of created files was lost).
+// Another file there is left alone, with a note.
+func takeBack(r *fsroot.Root, p string, res *Result) (bool, error) {
+	data, err := r.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", p, err)
+	}
+	created, err := r.Created(p)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", p, err)
+	}
+	if !created && !bytes.HasPrefix(data, []byte(header)) {
+		res.Notes = append(res.Notes, "dns: "+p+" was not written by the agent; left alone")
+		return false, nil
+	}
+	return r.Remove(p)
 }
 
 // Plain is a resolv.conf; withDomain adds the domain line.
@@ -235,5 +287,24 @@ func ResolvedConf(cfg Config) []byte {
 	if len(cfg.Search) > 0 {
 		fmt.Fprintf(&b, "Domains=%s\n", strings.Join(cfg.Search, " "))
 	}
+	return []byte(b.String())
+}
+
+// NMGlobalDNS is NetworkManager's conf.d drop-in: all the nameservers and
+// search domains, in the context's order, as its global DNS. The default
+// domain section "*" is what makes NetworkManager take it
+// (NetworkManager.conf(5): without it the global DNS is not valid); its
+// lists are comma-separated.
+func NMGlobalDNS(cfg Config) []byte {
+	var b strings.Builder
+	b.WriteString(header + "[global-dns]\n")
+	if len(cfg.Search) > 0 {
+		fmt.Fprintf(&b, "searches=%s\n", strings.Join(cfg.Search, ","))
+	}
+	ns := make([]string, len(cfg.Nameservers))
+	for i, a := range cfg.Nameservers {
+		ns[i] = a.String()
+	}
+	fmt.Fprintf(&b, "\n[global-dns-domain-*]\nservers=%s\n", strings.Join(ns, ","))
 	return []byte(b.String())
 }
