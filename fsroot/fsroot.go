@@ -7,7 +7,9 @@
 //     leaves the old or the new file, never half; the directories renamed
 //     into are fsynced once, by Flush, and not after every write (each
 //     fsync is a journal commit, and a boot writes a dozen files);
-//   - a file being replaced keeps its mode and owner unless told otherwise;
+//   - a file being replaced keeps its mode and owner unless told otherwise,
+//     and its SELinux label (the security.selinux attribute), which the
+//     fresh temp file renamed over it would otherwise not have;
 //   - a file the agent did not create is backed up once (<path>.one-contextd.orig)
 //     before the agent first replaces it, so nothing the user had is lost;
 //   - symlinks are never written through: a symlink at the target is an
@@ -32,6 +34,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/afero"
+	"golang.org/x/sys/unix"
 )
 
 // BackupSuffix is appended to a file the agent did not create when it is
@@ -42,10 +45,23 @@ const BackupSuffix = ".one-contextd.orig"
 // that it knows which ones it owns (no backup, may delete) and which it does not.
 const ManifestPath = "/var/lib/one-contextd/created-files.json"
 
+// SELinuxXattr holds a file's SELinux label. It is the one extended
+// attribute a replaced file passes on to its replacement: `sed -i` and
+// `echo >` keep it, and a file renamed into place from a temp file gets
+// the directory's default label instead (/etc/hosts would go from
+// net_conf_t to etc_t). security.ima and security.evm are not kept: they
+// are a hash and a signature of the old content, wrong for the new one
+// (the kernel's IMA recomputes its own), and security.capability
+// belongs to binaries, which the agent does not write.
+const SELinuxXattr = "security.selinux"
+
 // Root is a filesystem rooted at a directory of the host.
 type Root struct {
 	fs  afero.Fs
 	dir string // host path of the root, "" for an in-memory tree
+	// keepXattrs are the extended attributes a replaced file passes on
+	// (SELinuxXattr); none for a filesystem that is not the host's.
+	keepXattrs []string
 
 	mu      sync.Mutex
 	created map[string]bool // manifest, loaded lazily
@@ -73,11 +89,13 @@ func New(dir string) (*Root, error) {
 	if abs != "/" {
 		f = afero.NewBasePathFs(f, abs)
 	}
-	return &Root{fs: f, dir: abs}, nil
+	return &Root{fs: f, dir: abs, keepXattrs: []string{SELinuxXattr}}, nil
 }
 
 // NewFs wraps an existing afero filesystem (an in-memory one in tests).
 // hostDir is the host path tools should be given for --root; "" if none.
+// The files of f are not taken for the host's, so no extended attribute
+// is carried over when one is replaced.
 func NewFs(f afero.Fs, hostDir string) *Root { return &Root{fs: f, dir: hostDir} }
 
 // Fs is the underlying filesystem, for reads.
@@ -262,11 +280,74 @@ func (r *Root) replace(p string, data []byte, mode fs.FileMode, uid, gid int) er
 	if err := r.fs.Chmod(tmp, mode); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
+	if err := r.keepAttrs(p, tmp); err != nil {
+		return err
+	}
 	if err := r.fs.Rename(tmp, p); err != nil {
 		return err
 	}
 	ok = true
 	return nil
+}
+
+// keepAttrs copies the kept extended attributes of p, when it exists,
+// onto tmp, which is about to replace it. p is not followed: a symlink
+// being replaced by a file passes on its own label, which restorecon
+// gives from the same path. An attribute the filesystem does not support
+// (ENOTSUP) or p does not have (ENODATA) is skipped: the write goes on
+// as it would without it.
+//
+// Any other error fails the write, and the old file stays as it was,
+// label included. The one expected is SELinux policy refusing the agent
+// the relabel (EACCES); writing on would leave a file with the wrong
+// label in place, which a confined service (NetworkManager for its
+// connections, a resolver for resolv.conf) may then be denied, a failure
+// that shows far from its cause; a failed step names the file at once.
+func (r *Root) keepAttrs(p, tmp string) error {
+	if len(r.keepXattrs) == 0 || r.dir == "" {
+		return nil
+	}
+	src, dst := r.HostPath(p), r.HostPath(tmp)
+	for _, name := range r.keepXattrs {
+		val, err := lgetxattr(src, name)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			return nil // a new file: it gets the default label
+		case xattrAbsent(err):
+			continue
+		case err != nil:
+			return fmt.Errorf("read %s of %s: %w", name, p, err)
+		}
+		if err := unix.Lsetxattr(dst, name, val, 0); err != nil && !xattrAbsent(err) {
+			return fmt.Errorf("keep %s of %s: %w", name, p, err)
+		}
+	}
+	return nil
+}
+
+// xattrAbsent: the filesystem has no such attribute, or not this one.
+func xattrAbsent(err error) bool {
+	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENODATA)
+}
+
+// lgetxattr reads an attribute of p (not following a final symlink),
+// however long it is.
+func lgetxattr(p, name string) ([]byte, error) {
+	for {
+		n, err := unix.Lgetxattr(p, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		m, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // it grew between the two calls
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:m], nil
+	}
 }
 
 func (r *Root) pendingDirLocked(dir string) {

@@ -4,8 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/spf13/afero"
+	"golang.org/x/sys/unix"
 )
 
 func newRoot(t *testing.T) (*Root, string) {
@@ -201,5 +205,69 @@ func TestFlushSavesTheManifestOnce(t *testing.T) {
 	}
 	if fi2, _ := os.Stat(filepath.Join(dir, ManifestPath)); !os.SameFile(fi, fi2) {
 		t.Errorf("a Flush with nothing new rewrote the manifest")
+	}
+}
+
+// testXattr stands in for security.selinux, which this machine cannot
+// set: the code path is the same, only the attribute's name differs.
+const testXattr = "user.one-contextd-test"
+
+// A replaced file keeps its label: the temp file renamed over it gets
+// the old file's attribute first. An attribute the filesystem does not
+// know, or the old file does not have, is skipped and the write goes on.
+func TestReplacedFileKeepsItsLabel(t *testing.T) {
+	r, dir := newRoot(t)
+	if !slices.Equal(r.keepXattrs, []string{SELinuxXattr}) {
+		t.Errorf("a host root keeps %v, want only %s", r.keepXattrs, SELinuxXattr)
+	}
+	if m := NewFs(afero.NewMemMapFs(), dir); len(m.keepXattrs) != 0 {
+		t.Errorf("an afero root keeps %v; its files are not the host's", m.keepXattrs)
+	}
+	// "bogus." is no namespace the kernel knows (EOPNOTSUPP): skipped.
+	r.keepXattrs = []string{"bogus.one-contextd-test", testXattr}
+
+	p := filepath.Join(dir, "etc/hosts")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	label := []byte("system_u:object_r:net_conf_t:s0")
+	if err := unix.Setxattr(p, testXattr, label, 0); err != nil {
+		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+			t.Skipf("the filesystem of %s has no user extended attributes: %v", dir, err)
+		}
+		t.Fatal(err)
+	}
+	var before unix.Stat_t
+	if err := unix.Stat(p, &before); err != nil {
+		t.Fatal(err)
+	}
+
+	changed, err := r.WriteFile("/etc/hosts", []byte("192.0.2.10 web\n"), WriteOptions{})
+	if err != nil || !changed {
+		t.Fatalf("write: changed=%v err=%v", changed, err)
+	}
+	var after unix.Stat_t
+	if err := unix.Stat(p, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Ino == before.Ino {
+		t.Fatal("the file was written in place, not replaced: the test proves nothing")
+	}
+	if got, err := lgetxattr(p, testXattr); err != nil || string(got) != string(label) {
+		t.Errorf("%s after the replace = %q, %v; want %q", testXattr, got, err, label)
+	}
+
+	// A file without the attribute, and a new file, are written as before
+	// and get none.
+	for _, f := range []string{"/etc/hosts" + BackupSuffix, "/etc/new"} {
+		if _, err := r.WriteFile(f, []byte("x\n"), WriteOptions{}); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if got, err := lgetxattr(r.HostPath(f), testXattr); !errors.Is(err, unix.ENODATA) {
+			t.Errorf("%s: %s = %q, %v; want none", f, testXattr, got, err)
+		}
 	}
 }
