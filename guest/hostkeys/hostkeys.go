@@ -3,6 +3,11 @@
 // only when /etc/ssh/ssh_host_rsa_key is missing. Keys are never
 // regenerated per instance; removing them from an image is the image
 // build's job.
+//
+// New keys then get the labels of the image's SELinux policy with
+// `restorecon -R /etc/ssh`, as one-context does: sshd is not allowed to
+// read a key that ssh-keygen, run from the agent's domain, left with
+// another label.
 package hostkeys
 
 import (
@@ -10,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os/exec"
 	"path"
 	"slices"
 	"strings"
@@ -31,6 +37,11 @@ const RSAKey = SSHDir + "/ssh_host_rsa_key"
 type Input struct {
 	Root *fsroot.Root
 	Run  runner.Runner
+	// RelabelAnyRoot runs restorecon through Run even when Root is not
+	// "/" (tests, with a fake runner). Otherwise only a real root is
+	// relabelled: restorecon labels a path by the running system's
+	// policy and has no option for another root.
+	RelabelAnyRoot bool
 }
 
 // Apply runs ssh-keygen -A under the root when the RSA host key is missing.
@@ -71,7 +82,34 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		}
 	}
 	r.Change("host keys: generated %s in %s", strings.Join(made, ", "), SSHDir)
+	restorecon(ctx, r, in, SSHDir)
 	return nil
+}
+
+// restoreconPaths are where policycoreutils installs restorecon.
+func restoreconPaths() []string { return []string{"/usr/sbin/restorecon", "/sbin/restorecon"} }
+
+// restorecon runs `restorecon -R dir` when the image has restorecon (it
+// exits at once when SELinux is disabled). The keys are made by then, so
+// a failure is a problem of the step, not its failure, and a missing
+// tool is nothing at all.
+func restorecon(ctx context.Context, r *engine.Recorder, in Input, dir string) {
+	if !in.Root.IsReal() && !in.RelabelAnyRoot {
+		return
+	}
+	if !slices.ContainsFunc(restoreconPaths(), in.Root.Exists) {
+		return
+	}
+	p := in.Root.HostPath(dir)
+	_, err := in.Run.Run(ctx, runner.Cmd{Name: "restorecon", Args: []string{"-R", p}})
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		r.Note("host keys: restorecon is not in PATH; SELinux labels of %s not restored", dir)
+	case err != nil:
+		r.Problem("", "host keys: restorecon -R %s: %v; sshd may not be allowed to read its keys", p, err)
+	default:
+		r.Note("host keys: restored the SELinux labels of %s", dir)
+	}
 }
 
 // keys lists the private host key files in SSHDir, by name.

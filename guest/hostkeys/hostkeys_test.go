@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,5 +205,95 @@ func TestToolFailureIsTheStepsError(t *testing.T) {
 		if err == nil || errors.Is(err, engine.ErrSkip) || !strings.Contains(err.Error(), "host keys") || len(sr.Changes) != 0 {
 			t.Errorf("err = %v, changes %v", err, sr.Changes)
 		}
+	}
+}
+
+// keygenFake stands in for `ssh-keygen -A -f DIR`: it makes the key
+// files under the root; every other tool succeeds, or fails with
+// restoreconErr for restorecon.
+func keygenFake(t *testing.T, dir string, restoreconErr error) *runner.Fake {
+	return &runner.Fake{Handler: func(c runner.Cmd) (runner.Result, error) {
+		switch c.Name {
+		case "ssh-keygen":
+			for _, k := range []string{"rsa", "ecdsa", "ed25519"} {
+				p := filepath.Join(dir, "etc/ssh/ssh_host_"+k+"_key")
+				if err := os.WriteFile(p, []byte("key\n"), 0o600); err != nil {
+					t.Error(err)
+				}
+			}
+		case "restorecon":
+			return runner.Result{}, restoreconErr
+		}
+		return runner.Result{}, nil
+	}}
+}
+
+// keysTree is a root with an empty /etc/ssh, and restorecon when asked.
+func keysTree(t *testing.T, withRestorecon bool) (string, *fsroot.Root) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "etc/ssh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if withRestorecon {
+		if err := os.MkdirAll(filepath.Join(dir, "usr/sbin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// policycoreutils' restorecon is a symlink to setfiles.
+		if err := os.Symlink("setfiles", filepath.Join(dir, "usr/sbin/restorecon")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := fsroot.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, root
+}
+
+// New keys are followed by `restorecon -R /etc/ssh` once, as one-context
+// does, when the image has restorecon; not when it has none, not for a
+// root that is not the running system unless asked (restorecon knows no
+// other root), and a failing restorecon is a problem, the keys being made.
+func TestRestoreconAfterMakingKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		restorecon, anyRoot bool
+		err                 error
+		want                bool // restorecon runs
+		problems            int
+	}{
+		{name: "installed", restorecon: true, anyRoot: true, want: true},
+		{name: "absent", anyRoot: true},
+		{name: "not the running system", restorecon: true},
+		{name: "fails", restorecon: true, anyRoot: true, want: true, problems: 1,
+			err: &runner.ExitError{Cmd: "restorecon", Code: 255}},
+		{name: "not in PATH", restorecon: true, anyRoot: true, want: true,
+			err: fmt.Errorf("restorecon: %w", &exec.Error{Name: "restorecon", Err: exec.ErrNotFound})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, root := keysTree(t, tc.restorecon)
+			fake := keygenFake(t, dir, tc.err)
+			r, sr := engine.NewTestRecorder()
+			if err := Apply(context.Background(), r, Input{Root: root, Run: fake, RelabelAnyRoot: tc.anyRoot}); err != nil {
+				t.Fatalf("apply: %v", err)
+			}
+			want := []string{"ssh-keygen -A -f " + dir}
+			if tc.want {
+				want = append(want, "restorecon -R "+filepath.Join(dir, "etc/ssh"))
+			}
+			if got := fake.Commands(); !slices.Equal(got, want) {
+				t.Errorf("ran %q, want %q", got, want)
+			}
+			if len(sr.Problems) != tc.problems || len(sr.Changes) != 1 {
+				t.Errorf("problems %q, changes %q", sr.Problems, sr.Changes)
+			}
+			// The keys are there now: nothing runs again.
+			fake = keygenFake(t, dir, nil)
+			r, _ = engine.NewTestRecorder()
+			if err := Apply(context.Background(), r, Input{Root: root, Run: fake, RelabelAnyRoot: tc.anyRoot}); !errors.Is(err, engine.ErrSkip) || len(fake.Calls) != 0 {
+				t.Errorf("second run: %v, ran %q", err, fake.Commands())
+			}
+		})
 	}
 }

@@ -10,6 +10,11 @@
 // openat(O_NOFOLLOW), keeps the ~/.ssh directory open, and does every
 // read, create, chown, chmod and rename relative to that descriptor.
 // A symlink anywhere from the root to the file is refused.
+//
+// After a write, `restorecon -R ~/.ssh` gives the directory and the file
+// the labels of the image's SELinux policy, as one-context does: the
+// agent's own domain may create ~/.ssh with its parent's label
+// (user_home_t), from which sshd is not allowed to read keys.
 package sshkeys
 
 import (
@@ -22,6 +27,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -51,6 +57,11 @@ type Input struct {
 	Users settings.Users // Name (root when empty) and Keys
 	Root  *fsroot.Root   // must be a host directory
 	Run   runner.Runner
+	// RelabelAnyRoot runs restorecon through Run even when Root is not
+	// "/" (tests, with a fake runner). Otherwise only a real root is
+	// relabelled: restorecon labels a path by the running system's
+	// policy and has no option for another root.
+	RelabelAnyRoot bool
 }
 
 // Apply validates the keys and writes the block.
@@ -159,7 +170,36 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		return fmt.Errorf("ssh keys of %s: %s/authorized_keys: %w", name, dirPath, err)
 	}
 	r.Change("ssh keys of %s: %s/authorized_keys holds %d context keys", name, dirPath, len(lines))
+	restorecon(ctx, r, in, name, dirPath)
 	return nil
+}
+
+// restoreconPaths are where policycoreutils installs restorecon.
+func restoreconPaths() []string { return []string{"/usr/sbin/restorecon", "/sbin/restorecon"} }
+
+// restorecon runs `restorecon -R dir` when the image has restorecon (it
+// exits at once when SELinux is disabled). The keys are in place by
+// then, so a failure is a problem of the step, not its failure, and a
+// missing tool is nothing at all. restorecon only sets the policy's
+// default labels, so a symlink the user swaps in meanwhile gains
+// nothing.
+func restorecon(ctx context.Context, r *engine.Recorder, in Input, name, dir string) {
+	if !in.Root.IsReal() && !in.RelabelAnyRoot {
+		return
+	}
+	if !slices.ContainsFunc(restoreconPaths(), in.Root.Exists) {
+		return
+	}
+	p := in.Root.HostPath(dir)
+	_, err := in.Run.Run(ctx, runner.Cmd{Name: "restorecon", Args: []string{"-R", p}})
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		r.Note("ssh keys of %s: restorecon is not in PATH; SELinux labels of %s not restored", name, dir)
+	case err != nil:
+		r.Problem("", "ssh keys of %s: restorecon -R %s: %v; sshd may not be allowed to read the keys", name, p, err)
+	default:
+		r.Note("ssh keys of %s: restored the SELinux labels of %s", name, dir)
+	}
 }
 
 // openBeneath opens the directory p under rootDir without following any
