@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -65,6 +66,12 @@ type Options struct {
 	// Scopes overrides whether user scripts run in systemd scopes of their
 	// own; nil: when the root is / and systemd runs the system.
 	Scopes *bool
+	// Resolver, FirstIP and EC2 are what the hostname step asks for
+	// DNS_HOSTNAME and EC2_HOSTNAME; nil: DNS, the route to 1.0.0.0 and
+	// the EC2 metadata service.
+	Resolver hostname.Resolver
+	FirstIP  func(ctx context.Context) (netip.Addr, error)
+	EC2      func(ctx context.Context) (string, error)
 }
 
 // keepAliveEvery and keepAliveFor: while user code runs (scripts, role

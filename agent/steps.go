@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"one-contextd/engine"
+	"one-contextd/fsroot"
 	"one-contextd/guest/growfs"
 	"one-contextd/guest/hostkeys"
 	"one-contextd/guest/hostname"
@@ -16,6 +17,7 @@ import (
 	"one-contextd/guest/timezone"
 	"one-contextd/guest/users"
 	"one-contextd/network"
+	"one-contextd/network/resolv"
 	"one-contextd/onegate"
 	"one-contextd/report"
 	"one-contextd/roles"
@@ -108,12 +110,51 @@ func (s *session) scripts(ctx context.Context, r *engine.Recorder) error {
 func (s *session) networkInput() network.Input {
 	return network.Input{
 		Settings: s.ctx.Network, OneGate: s.ctx.OneGate, Root: s.opt.Root, Run: s.opt.Run, Netlink: s.opt.Netlink,
-		NetcfgType: s.opt.Netcfg, Changed: s.change != state.Unchanged, Domain: s.ctx.Identity.Domain(),
+		NetcfgType: s.opt.Netcfg, Changed: s.change != state.Unchanged,
 	}
 }
 
 func (s *session) network(ctx context.Context, r *engine.Recorder) error {
-	return network.Apply(ctx, r, s.networkInput())
+	in := s.networkInput()
+	in.Domain = s.resolvDomain(r)
+	return network.Apply(ctx, r, in)
+}
+
+// resolvDomain is the domain line the network step gives a resolv.conf it
+// writes: the domain of the hostname. SET_HOSTNAME's is known now; the
+// name DNS_HOSTNAME or EC2_HOSTNAME gives is known only at the network
+// stage (a reverse lookup, the metadata service), after this step, and
+// the hostname step puts its domain on the line then (syncDomain), as
+// one-context's net-15-hostname does. Until it does, the line the last
+// boot left is kept, so that every boot does not take it away and put it
+// back.
+func (s *session) resolvDomain(r *engine.Recorder) string {
+	id := s.ctx.Identity
+	if id.Hostname != "" || !(id.DNSHostname || id.EC2Hostname) {
+		return id.Domain()
+	}
+	d, err := resolv.CurrentDomain(s.opt.Root)
+	if err != nil {
+		r.Note("dns: the domain line of the last boot is not kept: %v", err)
+		return ""
+	}
+	return d
+}
+
+// syncDomain puts the domain of the chosen name on resolv.conf's domain
+// line, when the agent wrote that file (see resolvDomain).
+func syncDomain(r *engine.Recorder, root *fsroot.Root, d hostname.Decision) {
+	res, err := resolv.SetDomain(root, d.Domain)
+	for _, c := range res.Changes {
+		r.Change("%s (from %s)", c, d.From)
+	}
+	for _, n := range res.Notes {
+		r.Note("%s", n)
+	}
+	if err != nil {
+		// The hostname itself does not depend on it.
+		r.Problem(d.From, "the domain %q is not on resolv.conf's domain line: %v", d.Domain, err)
+	}
 }
 
 func (s *session) networkVerify(ctx context.Context, r *engine.Recorder) error {
@@ -196,7 +237,8 @@ func (s *session) sshKeys(ctx context.Context, r *engine.Recorder) error {
 }
 
 func (s *session) hostnameInput() hostname.Input {
-	in := hostname.Input{Identity: s.ctx.Identity, Root: s.opt.Root, Run: s.opt.Run}
+	in := hostname.Input{Identity: s.ctx.Identity, Root: s.opt.Root, Run: s.opt.Run,
+		Resolver: s.opt.Resolver, FirstIP: s.opt.FirstIP, EC2: s.opt.EC2}
 	if s.opt.Root.IsReal() {
 		in.Kernel = hostname.UnixKernel{}
 	}
@@ -210,6 +252,7 @@ func (s *session) hostname(ctx context.Context, r *engine.Recorder) error {
 	if d.Name == "" {
 		return engine.Skip("no SET_HOSTNAME, DNS_HOSTNAME or EC2_HOSTNAME")
 	}
+	syncDomain(r, s.opt.Root, d)
 	return hostname.Set(ctx, r, in, d)
 }
 
