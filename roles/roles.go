@@ -294,22 +294,28 @@ func roleNames(svc *Service) []string {
 	return out
 }
 
-// service reads the VM's service. When patient, an answer that can change
-// (OneGate's 404 while oneflow-server is down, no answer, a 5xx) is asked
-// again every PollInterval for at most WaitTimeout: giving up at boot
-// would leave the role unapplied and READY unsent for good.
-func (in Input) service(ctx context.Context, r *engine.Recorder, patient bool) (*Service, error) {
-	wait, poll := in.WaitTimeout, in.PollInterval
+// waiting is how the role runner waits for the service: at most
+// WaitTimeout in all, a look every PollInterval, through Sleep.
+func (in Input) waiting() (wait, poll time.Duration, sleep func(context.Context, time.Duration) error) {
+	wait, poll, sleep = in.WaitTimeout, in.PollInterval, in.Sleep
 	if wait <= 0 {
 		wait = DefaultWaitTimeout
 	}
 	if poll <= 0 {
 		poll = DefaultPollInterval
 	}
-	sleep := in.Sleep
 	if sleep == nil {
 		sleep = sleepCtx
 	}
+	return wait, poll, sleep
+}
+
+// service reads the VM's service. When patient, an answer that can change
+// (OneGate's 404 while oneflow-server is down, no answer, a 5xx) is asked
+// again every PollInterval for at most WaitTimeout: giving up at boot
+// would leave the role unapplied and READY unsent for good.
+func (in Input) service(ctx context.Context, r *engine.Recorder, patient bool) (*Service, error) {
+	wait, poll, sleep := in.waiting()
 	start := time.Now()
 	for try := 1; ; try++ {
 		svc, err := in.Service.Service(ctx)
@@ -332,17 +338,7 @@ func (in Input) waitParents(ctx context.Context, r *engine.Recorder, v *View) er
 	if len(v.Parents) == 0 {
 		return nil
 	}
-	wait, poll := in.WaitTimeout, in.PollInterval
-	if wait <= 0 {
-		wait = DefaultWaitTimeout
-	}
-	if poll <= 0 {
-		poll = DefaultPollInterval
-	}
-	sleep := in.Sleep
-	if sleep == nil {
-		sleep = sleepCtx
-	}
+	wait, poll, sleep := in.waiting()
 	start := time.Now()
 	for {
 		var waiting []string

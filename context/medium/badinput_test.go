@@ -134,27 +134,14 @@ func TestOpenCorruptISO(t *testing.T) {
 					at := 16*sectorSize + rng.Int64N(metaEnd-16*sectorSize-4)
 					copy(img[at:], []byte{0xff, 0xff, 0xff, 0x7f})
 				}
-				if err := os.WriteFile(p, img, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				m, err := Open(p)
-				if err != nil {
+				if err := openDamaged(t, p, img); err != nil {
 					failed++
 					if testing.Verbose() && failed <= 12 {
 						t.Log(strings.TrimPrefix(err.Error(), "medium "+p+": "))
 					}
-					if !strings.HasPrefix(err.Error(), "medium "+p+": ") {
-						t.Fatalf("error %q does not name the image", err)
-					}
 					continue
 				}
 				opened++
-				for _, f := range m.Files() {
-					if _, err := m.ReadFile(f, 32<<20); err != nil && !strings.Contains(err.Error(), p) {
-						t.Fatalf("ReadFile(%s): error %q does not name the image", f, err)
-					}
-				}
-				m.Close()
 			}
 			t.Logf("%d corrupt images rejected, %d opened", failed, opened)
 			if failed == 0 {
@@ -162,4 +149,28 @@ func TestOpenCorruptISO(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openDamaged writes img to p and opens it: a damaged image is rejected
+// with an error naming it, or opens, and then every file reads or fails
+// with an error naming it. It returns Open's error.
+func openDamaged(t *testing.T, p string, img []byte) error {
+	t.Helper()
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(p)
+	if err != nil {
+		if !strings.HasPrefix(err.Error(), "medium "+p+": ") {
+			t.Fatalf("error %q does not name the image", err)
+		}
+		return err
+	}
+	defer m.Close()
+	for _, f := range m.Files() {
+		if _, err := m.ReadFile(f, 32<<20); err != nil && !strings.Contains(err.Error(), p) {
+			t.Fatalf("ReadFile(%s): error %q does not name the image", f, err)
+		}
+	}
+	return nil
 }

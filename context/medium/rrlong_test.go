@@ -447,24 +447,11 @@ func TestRockRidgeSUACorruption(t *testing.T) {
 				t.Fatalf("a name of %d bytes, over the limit of %d", len(nm.name), maxNameLen)
 			}
 		}
-		if err := os.WriteFile(p, img, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		m, err := Open(p)
-		if err != nil {
+		if err := openDamaged(t, p, img); err != nil {
 			failed++
-			if !strings.HasPrefix(err.Error(), "medium "+p+": ") {
-				t.Fatalf("error %q does not name the image", err)
-			}
 			continue
 		}
 		opened++
-		for _, f := range m.Files() {
-			if _, err := m.ReadFile(f, 32<<20); err != nil && !strings.Contains(err.Error(), p) {
-				t.Fatalf("ReadFile(%s): error %q does not name the image", f, err)
-			}
-		}
-		m.Close()
 	}
 	t.Logf("%d damaged images rejected, %d opened", failed, opened)
 }

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os/exec"
 	"path"
 	"slices"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/guest/internal/selinux"
 	"one-contextd/runner"
 )
 
@@ -82,34 +82,8 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		}
 	}
 	r.Change("host keys: generated %s in %s", strings.Join(made, ", "), SSHDir)
-	restorecon(ctx, r, in, SSHDir)
+	selinux.Relabel(ctx, r, in.Run, in.Root, SSHDir, in.RelabelAnyRoot, "host keys")
 	return nil
-}
-
-// restoreconPaths are where policycoreutils installs restorecon.
-func restoreconPaths() []string { return []string{"/usr/sbin/restorecon", "/sbin/restorecon"} }
-
-// restorecon runs `restorecon -R dir` when the image has restorecon (it
-// exits at once when SELinux is disabled). The keys are made by then, so
-// a failure is a problem of the step, not its failure, and a missing
-// tool is nothing at all.
-func restorecon(ctx context.Context, r *engine.Recorder, in Input, dir string) {
-	if !in.Root.IsReal() && !in.RelabelAnyRoot {
-		return
-	}
-	if !slices.ContainsFunc(restoreconPaths(), in.Root.Exists) {
-		return
-	}
-	p := in.Root.HostPath(dir)
-	_, err := in.Run.Run(ctx, runner.Cmd{Name: "restorecon", Args: []string{"-R", p}})
-	switch {
-	case errors.Is(err, exec.ErrNotFound):
-		r.Note("host keys: restorecon is not in PATH; SELinux labels of %s not restored", dir)
-	case err != nil:
-		r.Problem("", "host keys: restorecon -R %s: %v; sshd may not be allowed to read its keys", p, err)
-	default:
-		r.Note("host keys: restored the SELinux labels of %s", dir)
-	}
 }
 
 // keys lists the private host key files in SSHDir, by name.

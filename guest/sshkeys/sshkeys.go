@@ -27,7 +27,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +35,7 @@ import (
 	"one-contextd/engine"
 	"one-contextd/fsroot"
 	"one-contextd/guest/internal/accounts"
+	"one-contextd/guest/internal/selinux"
 	"one-contextd/runner"
 )
 
@@ -170,36 +170,8 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		return fmt.Errorf("ssh keys of %s: %s/authorized_keys: %w", name, dirPath, err)
 	}
 	r.Change("ssh keys of %s: %s/authorized_keys holds %d context keys", name, dirPath, len(lines))
-	restorecon(ctx, r, in, name, dirPath)
+	selinux.Relabel(ctx, r, in.Run, in.Root, dirPath, in.RelabelAnyRoot, "ssh keys of "+name)
 	return nil
-}
-
-// restoreconPaths are where policycoreutils installs restorecon.
-func restoreconPaths() []string { return []string{"/usr/sbin/restorecon", "/sbin/restorecon"} }
-
-// restorecon runs `restorecon -R dir` when the image has restorecon (it
-// exits at once when SELinux is disabled). The keys are in place by
-// then, so a failure is a problem of the step, not its failure, and a
-// missing tool is nothing at all. restorecon only sets the policy's
-// default labels, so a symlink the user swaps in meanwhile gains
-// nothing.
-func restorecon(ctx context.Context, r *engine.Recorder, in Input, name, dir string) {
-	if !in.Root.IsReal() && !in.RelabelAnyRoot {
-		return
-	}
-	if !slices.ContainsFunc(restoreconPaths(), in.Root.Exists) {
-		return
-	}
-	p := in.Root.HostPath(dir)
-	_, err := in.Run.Run(ctx, runner.Cmd{Name: "restorecon", Args: []string{"-R", p}})
-	switch {
-	case errors.Is(err, exec.ErrNotFound):
-		r.Note("ssh keys of %s: restorecon is not in PATH; SELinux labels of %s not restored", name, dir)
-	case err != nil:
-		r.Problem("", "ssh keys of %s: restorecon -R %s: %v; sshd may not be allowed to read the keys", name, p, err)
-	default:
-		r.Note("ssh keys of %s: restored the SELinux labels of %s", name, dir)
-	}
 }
 
 // openBeneath opens the directory p under rootDir without following any
