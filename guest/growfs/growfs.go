@@ -1,11 +1,15 @@
 // Package growfs grows the partitions and file systems of / (GROW_ROOTFS)
 // and of the mount points in GROW_FS to fill their disks, as one-context's
-// loc-05-grow-rootfs does: growpart for the partition, then resize2fs,
-// xfs_growfs or btrfs by file system type.
+// loc-05-grow-rootfs does: growpart for the partition (the extended one
+// first for a logical partition), then resize2fs, xfs_growfs or btrfs by
+// file system type. A file system on an LVM logical volume gets growpart
+// on each of the volume's physical volume partitions, pvresize, and
+// lvextend -l +100%FREE before its file system is grown.
 //
 // Before running a tool it measures, from sysfs and the file system's own
 // superblock, whether there is anything to grow, so a second boot runs
-// no tool at all.
+// no tool at all, except one read-only pvs for a volume on LVM (the
+// volume group's free space is known only to LVM).
 package growfs
 
 import (
@@ -71,7 +75,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 			r.Problem(variable, "%s is not a mount point; not grown", mp)
 			continue
 		}
-		if err := grow(ctx, r, in, mp, m); err != nil {
+		if err := grow(ctx, r, in, variable, mp, m); err != nil {
 			errs = append(errs, fmt.Errorf("grow %s: %w", mp, err))
 		}
 	}
@@ -192,7 +196,7 @@ func partitionRoom(b blockDev) (int64, error) {
 	return (limit - start - size) * 512, nil
 }
 
-func grow(ctx context.Context, r *engine.Recorder, in Input, mp string, m mount) error {
+func grow(ctx context.Context, r *engine.Recorder, in Input, variable, mp string, m mount) error {
 	switch m.fstype {
 	case "ext2", "ext3", "ext4", "xfs", "btrfs":
 	default:
@@ -203,28 +207,22 @@ func grow(ctx context.Context, r *engine.Recorder, in Input, mp string, m mount)
 	if err != nil {
 		return err
 	}
+	// A volume that could not be grown still has its file system grown to
+	// what the device holds, as one-context does; the error comes after.
+	var volErr error
 	if b.partNum > 0 {
-		room, err := partitionRoom(b)
-		if err != nil {
-			return fmt.Errorf("%s: %w", b.name, err)
+		if err := growPartition(ctx, r, in, mp, b); err != nil {
+			return err
 		}
-		if room >= MinGrowth {
-			disk := "/dev/" + b.disk
-			res, err := in.Run.Run(ctx, runner.Cmd{Name: "growpart", Args: []string{disk, strconv.Itoa(b.partNum)}})
-			switch {
-			case err == nil:
-				r.Change("grow %s: partition %d of %s grown", mp, b.partNum, disk)
-			case bytes.Contains(res.Stdout, []byte("NOCHANGE")):
-				r.Note("grow %s: growpart found nothing to grow on %s", mp, disk)
-			default:
-				// As one-context: a partition that cannot grow does not stop the file system.
-				r.Note("grow %s: growpart %s %d: %v", mp, disk, b.partNum, err)
-			}
-		}
-	} else if strings.HasPrefix(b.name, "dm-") {
-		r.Note("grow %s: %s is a device-mapper device (LVM); the volume is not resized", mp, m.dev)
+	} else if isDM(b) {
+		volErr = growLV(ctx, r, in, variable, mp, m, b)
 	}
+	return errors.Join(volErr, growFS(ctx, r, in, mp, m, b))
+}
 
+// growFS grows the file system to fill its device, when it is at least
+// MinGrowth short of it.
+func growFS(ctx context.Context, r *engine.Recorder, in Input, mp string, m mount, b blockDev) error {
 	devSize, err := readInt(filepath.Join(b.sys, "size"))
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.name, err)
@@ -254,6 +252,244 @@ func grow(ctx context.Context, r *engine.Recorder, in Input, mp string, m mount)
 	}
 	r.Change("grow %s: %s file system on %s from %d to %d MiB", mp, m.fstype, m.dev, fsSize>>20, after>>20)
 	return nil
+}
+
+// devPath is the device node of a sysfs block device name (cciss!c0d0p1
+// is /dev/cciss/c0d0p1).
+func devPath(name string) string {
+	return "/dev/" + strings.ReplaceAll(name, "!", "/")
+}
+
+// growPartition runs growpart on a partition that has room after it. A
+// logical partition of an msdos label lies inside the extended partition,
+// which is grown first, as one-context does for a physical volume there
+// (Debian's installer puts the LVM volume group on /dev/sda5).
+func growPartition(ctx context.Context, r *engine.Recorder, in Input, mp string, b blockDev) error {
+	room, err := partitionRoom(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.name, err)
+	}
+	if room < MinGrowth {
+		return nil
+	}
+	disk := devPath(b.disk)
+	if ext, ok := extendedPartition(b); ok {
+		growpart(ctx, r, in, mp, disk, ext, "extended partition")
+	}
+	growpart(ctx, r, in, mp, disk, b.partNum, "partition")
+	return nil
+}
+
+func growpart(ctx context.Context, r *engine.Recorder, in Input, mp, disk string, num int, what string) {
+	res, err := in.Run.Run(ctx, runner.Cmd{Name: "growpart", Args: []string{disk, strconv.Itoa(num)}})
+	switch {
+	case err == nil:
+		r.Change("grow %s: %s %d of %s grown", mp, what, num, disk)
+	case bytes.Contains(res.Stdout, []byte("NOCHANGE")):
+		r.Note("grow %s: growpart found nothing to grow on %s (%s %d)", mp, disk, what, num)
+	default:
+		// As one-context: a partition that cannot grow does not stop the file system.
+		r.Note("grow %s: growpart %s %d: %v", mp, disk, num, err)
+	}
+}
+
+// extendedPartition finds the msdos extended partition holding a logical
+// partition (number 5 and up): the primary partition starting last before
+// it. The kernel shows an extended partition as one logical sector (at
+// most 8 of 512 bytes), which tells it from a GPT partition numbered 5+.
+func extendedPartition(b blockDev) (int, bool) {
+	if b.partNum <= 4 {
+		return 0, false
+	}
+	start, err := readInt(filepath.Join(b.sys, "start"))
+	if err != nil {
+		return 0, false
+	}
+	diskSys := filepath.Dir(b.sys)
+	entries, err := os.ReadDir(diskSys)
+	if err != nil {
+		return 0, false
+	}
+	best, bestStart, bestSize := 0, int64(-1), int64(0)
+	for _, e := range entries {
+		p := filepath.Join(diskSys, e.Name())
+		n, err := readInt(filepath.Join(p, "partition"))
+		if err != nil || n < 1 || n > 4 {
+			continue
+		}
+		s, err1 := readInt(filepath.Join(p, "start"))
+		size, err2 := readInt(filepath.Join(p, "size"))
+		if err1 == nil && err2 == nil && s < start && s > bestStart {
+			best, bestStart, bestSize = int(n), s, size
+		}
+	}
+	return best, best > 0 && bestSize <= 8
+}
+
+func isDM(b blockDev) bool {
+	_, err := os.Stat(filepath.Join(b.sys, "dm"))
+	return err == nil
+}
+
+// growLV grows what lies under an LVM logical volume, in one-context's
+// order: growpart on each physical volume's partition, pvresize, then
+// lvextend -l +100%FREE (the volume takes all the volume group's free
+// space). Only volumes whose physical volumes are partitions or whole
+// disks are grown; a volume over other device-mapper devices (thin pool,
+// RAID, cache, snapshot origin, LVM on LUKS) is a problem, as is a
+// device-mapper device that is not LVM. What is measured first: the
+// partition's room from sysfs, then one read-only pvs for the physical
+// volumes' and the volume group's free space.
+func growLV(ctx context.Context, r *engine.Recorder, in Input, variable, mp string, m mount, b blockDev) error {
+	uuid, _ := os.ReadFile(filepath.Join(b.sys, "dm/uuid"))
+	name, _ := os.ReadFile(filepath.Join(b.sys, "dm/name"))
+	u, n := strings.TrimSpace(string(uuid)), strings.TrimSpace(string(name))
+	if !strings.HasPrefix(u, "LVM-") {
+		r.Problem(variable, "%s is on %s (%s), a device-mapper device that is not an LVM logical volume; the device is not resized, only the file system is grown to fill it", mp, m.dev, b.name)
+		return nil
+	}
+	vg, lv, ok := splitLVMName(n)
+	if !ok || len(u) != len("LVM-")+64 {
+		r.Problem(variable, "%s is on %s (%s, %s), an LVM internal volume; the volume is not resized", mp, m.dev, b.name, n)
+		return nil
+	}
+	slaves, err := os.ReadDir(filepath.Join(b.sys, "slaves"))
+	if err != nil || len(slaves) == 0 {
+		return fmt.Errorf("%s (%s/%s): no physical volumes under %s in sysfs: %v", m.dev, vg, lv, b.name, err)
+	}
+	var pvs []blockDev
+	for _, s := range slaves {
+		sys, err := filepath.EvalSymlinks(filepath.Join(b.sys, "slaves", s.Name()))
+		if err != nil {
+			return fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err)
+		}
+		pv := blockDev{sys: sys, name: filepath.Base(sys)}
+		if isDM(pv) {
+			r.Problem(variable, "%s is on LVM volume %s/%s, which lies on %s, itself a device-mapper device (thin pool, RAID, cache, snapshot or encrypted physical volume); only volumes on partitions or disks are grown, so the volume is not resized", mp, vg, lv, pv.name)
+			return nil
+		}
+		if num, err := readInt(filepath.Join(sys, "partition")); err == nil {
+			pv.partNum = int(num)
+			pv.disk = filepath.Base(filepath.Dir(sys))
+		}
+		pvs = append(pvs, pv)
+	}
+	for _, pv := range pvs {
+		if pv.partNum > 0 {
+			if err := growPartition(ctx, r, in, mp, pv); err != nil {
+				return fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err)
+			}
+		}
+	}
+
+	args := []string{"--noheadings", "--nosuffix", "--units", "b", "--separator", "|",
+		"-o", "pv_name,vg_name,dev_size,pe_start,pv_pe_count,vg_extent_size,vg_free"}
+	for _, pv := range pvs {
+		args = append(args, devPath(pv.name))
+	}
+	res, err := in.Run.Run(ctx, runner.Cmd{Name: "pvs", Args: args})
+	if err != nil {
+		return fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err)
+	}
+	rows, err := parsePVs(res.Stdout)
+	if err != nil {
+		return fmt.Errorf("%s (%s/%s): pvs: %w", m.dev, vg, lv, err)
+	}
+	var errs []error
+	vgFree, resized, found := int64(0), false, false
+	for _, row := range rows {
+		if row.vg != vg {
+			continue
+		}
+		vgFree, found = row.vgFree, true
+		// growpart from cloud-utils 0.33 on runs pvresize itself.
+		if row.room() < MinGrowth {
+			continue
+		}
+		if _, err := in.Run.Run(ctx, runner.Cmd{Name: "pvresize", Args: []string{row.name}}); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err))
+			continue
+		}
+		resized = true
+		r.Change("grow %s: physical volume %s of %s resized by %d MiB", mp, row.name, vg, row.room()>>20)
+	}
+	if !found {
+		return fmt.Errorf("%s (%s/%s): pvs shows no physical volume of %s on %s", m.dev, vg, lv, vg, strings.Join(args[len(args)-len(pvs):], " "))
+	}
+	if vgFree >= MinGrowth || resized {
+		before, _ := readInt(filepath.Join(b.sys, "size"))
+		if _, err := in.Run.Run(ctx, runner.Cmd{Name: "lvextend", Args: []string{"-l", "+100%FREE", vg + "/" + lv}}); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err))
+		} else {
+			after, _ := readInt(filepath.Join(b.sys, "size"))
+			r.Change("grow %s: logical volume %s/%s extended from %d to %d MiB", mp, vg, lv, before>>11, after>>11)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pvRow is one physical volume as pvs reports it, sizes in bytes.
+type pvRow struct {
+	name, vg                                  string
+	devSize, peStart, peCount, extent, vgFree int64
+}
+
+// room is how much the physical volume would gain from pvresize: whole
+// extents between its last one and the end of its device.
+func (p pvRow) room() int64 {
+	if p.extent <= 0 {
+		return 0
+	}
+	return ((p.devSize-p.peStart)/p.extent - p.peCount) * p.extent
+}
+
+func parsePVs(out []byte) ([]pvRow, error) {
+	var rows []pvRow
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "|")
+		if len(f) != 7 {
+			return nil, fmt.Errorf("unexpected line %q", line)
+		}
+		row := pvRow{name: f[0], vg: f[1]}
+		for i, p := range []*int64{&row.devSize, &row.peStart, &row.peCount, &row.extent, &row.vgFree} {
+			v, err := strconv.ParseInt(strings.TrimSpace(f[i+2]), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("unexpected line %q: %w", line, err)
+			}
+			*p = v
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// splitLVMName splits a device-mapper name LVM gave a logical volume,
+// VG-LV with each '-' inside the names doubled, into its two names. A
+// third part (vg-pool-tpool) is an internal layer: not ok.
+func splitLVMName(name string) (vg, lv string, ok bool) {
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(name); i++ {
+		switch {
+		case name[i] != '-':
+			cur.WriteByte(name[i])
+		case i+1 < len(name) && name[i+1] == '-':
+			cur.WriteByte('-')
+			i++
+		default:
+			parts = append(parts, cur.String())
+			cur.Reset()
+		}
+	}
+	parts = append(parts, cur.String())
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return "", "", false
+	}
+	return parts[0], parts[1], true
 }
 
 // FSSize is a mounted file system's size in bytes, as the file system

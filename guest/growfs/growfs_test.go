@@ -157,14 +157,25 @@ func TestGrowLoopDisk(t *testing.T) {
 // the numbers sysfs gives (this machine's /dev is left alone).
 func partDevs(t *testing.T, loop string, n int) []string {
 	t.Helper()
+	nums := make([]int, n)
+	for i := range nums {
+		nums[i] = i + 1
+	}
+	return partNodes(t, loop, nums...)
+}
+
+// partNodes is partDevs for the partitions numbered nums (5 for the first
+// logical partition of an msdos label).
+func partNodes(t *testing.T, loop string, nums ...int) []string {
+	t.Helper()
 	// losetup -P does not always make the kernel scan the table; partx does.
-	if _, err := os.Stat(filepath.Join("/sys/class/block", filepath.Base(loop)+"p1")); err != nil {
+	if _, err := os.Stat(fmt.Sprintf("/sys/class/block/%sp%d", filepath.Base(loop), nums[0])); err != nil {
 		_ = exec.Command("partx", "-a", loop).Run()
 	}
 	_ = exec.Command("udevadm", "settle").Run()
 	var out []string
 	dir := t.TempDir()
-	for i := 1; i <= n; i++ {
+	for _, i := range nums {
 		dev := fmt.Sprintf("%sp%d", loop, i)
 		if _, err := os.Stat(dev); err == nil {
 			out = append(out, dev)
