@@ -353,6 +353,8 @@ func growLV(ctx context.Context, r *engine.Recorder, in Input, variable, mp stri
 		r.Problem(variable, "%s is on %s (%s, %s), an LVM internal volume; the volume is not resized", mp, m.dev, b.name, n)
 		return nil
 	}
+	// Every error names the device and the volume.
+	wrap := func(err error) error { return fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err) }
 	slaves, err := os.ReadDir(filepath.Join(b.sys, "slaves"))
 	if err != nil || len(slaves) == 0 {
 		return fmt.Errorf("%s (%s/%s): no physical volumes under %s in sysfs: %v", m.dev, vg, lv, b.name, err)
@@ -361,7 +363,7 @@ func growLV(ctx context.Context, r *engine.Recorder, in Input, variable, mp stri
 	for _, s := range slaves {
 		sys, err := filepath.EvalSymlinks(filepath.Join(b.sys, "slaves", s.Name()))
 		if err != nil {
-			return fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err)
+			return wrap(err)
 		}
 		pv := blockDev{sys: sys, name: filepath.Base(sys)}
 		if isDM(pv) {
@@ -377,7 +379,7 @@ func growLV(ctx context.Context, r *engine.Recorder, in Input, variable, mp stri
 	for _, pv := range pvs {
 		if pv.partNum > 0 {
 			if err := growPartition(ctx, r, in, mp, pv); err != nil {
-				return fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err)
+				return wrap(err)
 			}
 		}
 	}
@@ -389,11 +391,11 @@ func growLV(ctx context.Context, r *engine.Recorder, in Input, variable, mp stri
 	}
 	res, err := in.Run.Run(ctx, runner.Cmd{Name: "pvs", Args: args})
 	if err != nil {
-		return fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err)
+		return wrap(err)
 	}
 	rows, err := parsePVs(res.Stdout)
 	if err != nil {
-		return fmt.Errorf("%s (%s/%s): pvs: %w", m.dev, vg, lv, err)
+		return wrap(fmt.Errorf("pvs: %w", err))
 	}
 	var errs []error
 	vgFree, resized, found := int64(0), false, false
@@ -407,7 +409,7 @@ func growLV(ctx context.Context, r *engine.Recorder, in Input, variable, mp stri
 			continue
 		}
 		if _, err := in.Run.Run(ctx, runner.Cmd{Name: "pvresize", Args: []string{row.name}}); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err))
+			errs = append(errs, wrap(err))
 			continue
 		}
 		resized = true
@@ -419,7 +421,7 @@ func growLV(ctx context.Context, r *engine.Recorder, in Input, variable, mp stri
 	if vgFree >= MinGrowth || resized {
 		before, _ := readInt(filepath.Join(b.sys, "size"))
 		if _, err := in.Run.Run(ctx, runner.Cmd{Name: "lvextend", Args: []string{"-l", "+100%FREE", vg + "/" + lv}}); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s/%s): %w", m.dev, vg, lv, err))
+			errs = append(errs, wrap(err))
 		} else {
 			after, _ := readInt(filepath.Join(b.sys, "size"))
 			r.Change("grow %s: logical volume %s/%s extended from %d to %d MiB", mp, vg, lv, before>>11, after>>11)

@@ -6,6 +6,7 @@
 package model
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -48,7 +49,7 @@ type Link struct {
 // the ethernet device's address).
 func (l Link) rank() int {
 	switch {
-	case len(l.PermMAC) == len(l.MAC) && l.PermMAC.String() == l.MAC.String():
+	case len(l.PermMAC) > 0 && bytes.Equal(l.PermMAC, l.MAC):
 		return 2
 	case l.Physical():
 		return 1
