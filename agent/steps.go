@@ -22,7 +22,6 @@ import (
 	"one-contextd/report"
 	"one-contextd/roles"
 	"one-contextd/scripts"
-	"one-contextd/state"
 )
 
 // Step names that later steps name in Needs.
@@ -110,7 +109,7 @@ func (s *session) scripts(ctx context.Context, r *engine.Recorder) error {
 func (s *session) networkInput() network.Input {
 	return network.Input{
 		Settings: s.ctx.Network, OneGate: s.ctx.OneGate, Root: s.opt.Root, Run: s.opt.Run, Netlink: s.opt.Netlink,
-		NetcfgType: s.opt.Netcfg, Changed: s.change != state.Unchanged,
+		NetcfgType: s.opt.Netcfg,
 	}
 }
 

@@ -48,9 +48,6 @@ type Input struct {
 	Sysctl kernel.Sysctl
 	// NetcfgType overrides NETCFG_TYPE (the --netcfg flag); "" none.
 	NetcfgType string
-	// Changed says the context changed since the last run. An unchanged
-	// context is applied all the same: it converges to no change.
-	Changed bool
 	// Domain is put on resolv.conf's "domain" line when the agent writes
 	// that file (the hostname's domain part); "" none.
 	Domain string
@@ -80,7 +77,9 @@ func noneAsked(in Input) bool {
 	return ok && t == render.None
 }
 
-// Apply runs the network step.
+// Apply runs the network step. It does not ask whether the context
+// changed: an unchanged context converges to no change, and a NIC that
+// came or went since the last run is configured or forgotten all the same.
 func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	if noneAsked(in) {
 		return errNoneAsked
