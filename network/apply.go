@@ -118,6 +118,9 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		sel.Type = render.None
 	}
 
+	// What an earlier run disabled, read before the files are rewritten.
+	m.Reenable6(disabled6(in.Root))
+
 	// Files first (they survive a reboot), then the kernel.
 	filesChanged, err := writeFiles(r, in, m, sel.Type)
 	if err != nil {
@@ -242,6 +245,30 @@ func noteUnmentioned(r *engine.Recorder, m model.Model, links []model.Link) {
 	if len(other) > 0 {
 		r.Note("links not in the context, left alone: %s", strings.Join(other, " "))
 	}
+}
+
+// disabled6 lists the links whose IPv6 the persisted sysctls disable:
+// those an earlier run disabled.
+func disabled6(root *fsroot.Root) []string {
+	data, err := root.ReadFile(render.SysctlPath)
+	if err != nil {
+		return nil
+	}
+	var devs []string
+	for _, line := range strings.Split(string(data), "\n") {
+		key, value, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(value) != "1" {
+			continue
+		}
+		key = strings.TrimSpace(key)
+		for _, sep := range []string{".", "/"} {
+			rest, ok := strings.CutPrefix(key, "net"+sep+"ipv6"+sep+"conf"+sep)
+			if dev, ok2 := strings.CutSuffix(rest, sep+"disable_ipv6"); ok && ok2 {
+				devs = append(devs, dev)
+			}
+		}
+	}
+	return devs
 }
 
 // writeFiles writes the manager's files, removes the agent's stale ones (a

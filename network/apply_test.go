@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,8 @@ import (
 	"one-contextd/internal/netnstest"
 	"one-contextd/network/render"
 	"one-contextd/runner"
+
+	"github.com/vishvananda/netlink"
 )
 
 func buildCtx(t testing.TB, lines ...string) *settings.Context {
@@ -260,5 +263,76 @@ func TestNoneAskedLeavesTheNetworkAlone(t *testing.T) {
 				t.Errorf("%q --netcfg %q: %s written", tc.variable, tc.flag, p)
 			}
 		}
+	}
+}
+
+// A NIC whose IPv6 the context disabled and now gives a static address:
+// the kernel takes the address in the same run (one-context leaves
+// disable_ipv6 at 1 until a reboot, and the address is refused), and the
+// persisted sysctls no longer name the link.
+func TestNetnsIPv6EnabledAgainAfterDisable(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Veth("ens3", "02:00:c0:00:02:0b", "p0")
+	root := imageRoot(t, "networkctl")
+	_ = os.MkdirAll(filepath.Join(root.Dir(), "run/systemd/netif"), 0o755)
+	_ = os.WriteFile(filepath.Join(root.Dir(), "run/systemd/netif/state"), nil, 0o644)
+	sc := netnstest.Sysctl{NS: ns}
+	base := []string{"ETH0_MAC='02:00:c0:00:02:0b'", "ETH0_IP='192.0.2.11'", "ETH0_MASK='255.255.255.0'"}
+
+	runApply(t, ns, root, &runner.Fake{}, buildCtx(t, append(base, "ETH0_IP6_METHOD='disable'")...))
+	if v, _ := sc.Get("net/ipv6/conf/ens3/disable_ipv6"); v != "1" {
+		t.Fatalf("after disable: disable_ipv6 = %q, want 1", v)
+	}
+	persisted, _ := root.ReadFile(render.SysctlPath)
+	if !strings.Contains(string(persisted), "net.ipv6.conf.ens3.disable_ipv6 = 1") {
+		t.Fatalf("persisted sysctls:\n%s", persisted)
+	}
+
+	sr := runApply(t, ns, root, &runner.Fake{}, buildCtx(t, append(base, "ETH0_IP6='2001:db8:1::b'", "ETH0_IP6_PREFIX_LENGTH='64'")...))
+	if len(sr.Problems) > 0 {
+		t.Errorf("problems: %v", sr.Problems)
+	}
+	for _, leaf := range []string{"disable_ipv6", "autoconf", "accept_ra"} {
+		def, _ := sc.Get("net/ipv6/conf/default/" + leaf)
+		if v, _ := sc.Get("net/ipv6/conf/ens3/" + leaf); v != def {
+			t.Errorf("%s = %q, want the default %q", leaf, v, def)
+		}
+	}
+	if !hasLine(sr.Changes, "sysctl net.ipv6.conf.ens3.disable_ipv6 = 0 (was 1)") {
+		t.Errorf("changes: %v", sr.Changes)
+	}
+	if got := addrs(ns, "ens3"); !slices.Contains(got, "2001:db8:1::b/64") {
+		t.Errorf("ens3 addresses = %v, want 2001:db8:1::b/64", got)
+	}
+	if _, err := root.ReadFile(render.SysctlPath); err == nil {
+		t.Errorf("%s still there with no NIC disabled", render.SysctlPath)
+	}
+	// Converged: the next run changes nothing.
+	if sr := runApply(t, ns, root, &runner.Fake{}, buildCtx(t, append(base, "ETH0_IP6='2001:db8:1::b'", "ETH0_IP6_PREFIX_LENGTH='64'")...)); len(sr.Changes) != 0 {
+		t.Errorf("third run changed: %v", sr.Changes)
+	}
+}
+
+func addrs(ns *netnstest.NS, dev string) []string {
+	list, _ := ns.Handle.AddrList(ns.Link(dev), netlink.FAMILY_ALL)
+	var out []string
+	for _, a := range list {
+		out = append(out, a.IPNet.String())
+	}
+	return out
+}
+
+func TestDisabled6ReadsBothSpellings(t *testing.T) {
+	root := imageRoot(t)
+	_ = os.MkdirAll(filepath.Join(root.Dir(), "etc/sysctl.d"), 0o755)
+	_ = os.WriteFile(filepath.Join(root.Dir(), render.SysctlPath), []byte("# header\nnet.ipv6.conf.ens3.disable_ipv6 = 1\nnet.ipv6.conf.ens3.autoconf = 0\nnet/ipv6/conf/eth0.100/disable_ipv6 = 1\nnet.ipv6.conf.ens4.disable_ipv6 = 0\n"), 0o644)
+	if got := disabled6(root); !slices.Equal(got, []string{"ens3", "eth0.100"}) {
+		t.Errorf("disabled6 = %v, want [ens3 eth0.100]", got)
+	}
+	if got := render.SysctlName("net/ipv6/conf/eth0.100/disable_ipv6"); got != "net/ipv6/conf/eth0.100/disable_ipv6" {
+		t.Errorf("SysctlName(dotted link) = %q", got)
+	}
+	if got := render.SysctlName("net/ipv6/conf/ens3/disable_ipv6"); got != "net.ipv6.conf.ens3.disable_ipv6" {
+		t.Errorf("SysctlName = %q", got)
 	}
 }

@@ -41,7 +41,16 @@ func (r *Result) problem(v, format string, args ...any) {
 // refuses becomes a problem naming the variable, and the rest goes on.
 // sc may be nil: sysctls are then left to the persisted file.
 func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
-	res, removed, err := converge(nl, m, owned)
+	// Sysctls first: a link whose IPv6 is enabled again takes its IPv6
+	// addresses only once disable_ipv6 is 0.
+	var res Result
+	if sc != nil {
+		applySysctls(sc, m, &res)
+	}
+	conv, removed, err := converge(nl, m, owned)
+	conv.Changes = append(res.Changes, conv.Changes...)
+	conv.Problems = append(res.Problems, conv.Problems...)
+	res = conv
 	if err != nil {
 		return res, err
 	}
@@ -64,27 +73,41 @@ func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
 		}
 		res.Owned = again.Owned
 	}
-	if sc != nil {
-		for _, s := range m.Sysctls {
-			cur, err := sc.Get(s.Key)
-			if err != nil {
-				res.problem(s.Var, "read %s: %v", s.Key, err)
-				continue
-			}
-			if strings.TrimSpace(cur) == s.Value {
-				continue
-			}
-			if err := sc.Set(s.Key, s.Value); err != nil {
-				res.problem(s.Var, "set %s: %v", s.Key, err)
-				continue
-			}
-			res.change("sysctl %s = %s (was %s)", strings.ReplaceAll(s.Key, "/", "."), s.Value, strings.TrimSpace(cur))
-		}
-	}
 	if len(res.Owned.Addresses) == 0 {
 		res.Owned.Addresses = nil
 	}
 	return res, nil
+}
+
+// applySysctls sets the model's sysctls, and gives each link in Enable6
+// the namespace's defaults (net/ipv6/conf/default) for what "disable" set.
+func applySysctls(sc Sysctl, m model.Model, res *Result) {
+	want := slices.Clone(m.Sysctls)
+	for _, e := range m.Enable6 {
+		for _, leaf := range model.Disable6Leaves {
+			def, err := sc.Get("net/ipv6/conf/default/" + leaf)
+			if err != nil {
+				res.problem(e.Var, "read the default %s: %v", leaf, err)
+				continue
+			}
+			want = append(want, model.Sysctl{Key: "net/ipv6/conf/" + e.Dev + "/" + leaf, Value: strings.TrimSpace(def), Var: e.Var})
+		}
+	}
+	for _, s := range want {
+		cur, err := sc.Get(s.Key)
+		if err != nil {
+			res.problem(s.Var, "read %s: %v", s.Key, err)
+			continue
+		}
+		if strings.TrimSpace(cur) == s.Value {
+			continue
+		}
+		if err := sc.Set(s.Key, s.Value); err != nil {
+			res.problem(s.Var, "set %s: %v", s.Key, err)
+			continue
+		}
+		res.change("sysctl %s = %s (was %s)", strings.ReplaceAll(s.Key, "/", "."), s.Value, strings.TrimSpace(cur))
+	}
 }
 
 // converge is one pass over the kernel's links: removed reports whether

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"one-contextd/context/settings"
@@ -181,6 +182,10 @@ type Model struct {
 	// Sysctls are the kernel settings for IPv6 "disable", persisted in
 	// /etc/sysctl.d/50-one-context.conf.
 	Sysctls []Sysctl
+	// Enable6 are the NICs whose IPv6 an earlier run disabled and the
+	// context no longer does (see Reenable6): the kernel gives them the
+	// namespace's defaults back; nothing is persisted for them.
+	Enable6 []Enable6
 	// Offline is true when there was no kernel to match MACs against and
 	// device names are guessed from the context names.
 	Offline bool
@@ -294,6 +299,31 @@ func Plan(nw settings.Network, onegate netip.Addr, links []Link) (Model, []Probl
 	m.placeOneGate(onegate, &problems)
 	m.pickDefaults()
 	return m, problems
+}
+
+// Enable6 is a NIC whose IPv6 is to be enabled again.
+type Enable6 struct {
+	Dev string
+	Var string // the variable that no longer disables it
+}
+
+// Disable6Leaves are the per-link settings "disable" sets, in the order
+// they are undone: disable_ipv6 first, so that the link can take
+// addresses again.
+var Disable6Leaves = []string{"disable_ipv6", "autoconf", "accept_ra"}
+
+// Reenable6 fills Enable6 from the links an earlier run disabled (the
+// devices of the persisted sysctls): each that is a NIC of this model
+// whose IPv6 is not "disable" any more. Without it a NIC once disabled
+// would refuse the IPv6 addresses the context now gives it until the
+// next reboot, as it does under one-context.
+func (m *Model) Reenable6(wasDisabled []string) {
+	m.Enable6 = nil
+	for _, n := range m.NICs {
+		if n.Method6 != settings.Disable6 && slices.Contains(wasDisabled, n.Dev) {
+			m.Enable6 = append(m.Enable6, Enable6{Dev: n.Dev, Var: n.Name + "_IP6_METHOD"})
+		}
+	}
 }
 
 func disable6(dev, name string) []Sysctl {

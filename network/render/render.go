@@ -96,9 +96,19 @@ func Sysctls(m model.Model) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n", Header)
 	for _, s := range m.Sysctls {
-		fmt.Fprintf(&b, "%s = %s\n", strings.ReplaceAll(s.Key, "/", "."), s.Value)
+		fmt.Fprintf(&b, "%s = %s\n", SysctlName(s.Key), s.Value)
 	}
 	return []byte(b.String())
+}
+
+// SysctlName is how /etc/sysctl.d spells key: dotted, unless a part
+// holds a dot itself (a link named eth0.100), then with slashes, which
+// both systemd-sysctl and procps read as a path when the name starts so.
+func SysctlName(key string) string {
+	if strings.Contains(key, ".") {
+		return key
+	}
+	return strings.ReplaceAll(key, "/", ".")
 }
 
 // SysctlPath is where the IPv6 "disable" sysctls are persisted.
