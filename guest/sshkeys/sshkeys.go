@@ -9,7 +9,8 @@
 // it walks from the root directory one component at a time with
 // openat(O_NOFOLLOW), keeps the ~/.ssh directory open, and does every
 // read, create, chown, chmod and rename relative to that descriptor.
-// A symlink anywhere from the root to the file is refused.
+// A symlink on the way is refused, unless only root could have made it
+// (see openBeneath): /root -> var/roothome on Fedora CoreOS is followed.
 //
 // After a write, `restorecon -R ~/.ssh` gives the directory and the file
 // the labels of the image's SELinux policy, as one-context does: the
@@ -174,29 +175,117 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	return nil
 }
 
-// openBeneath opens the directory p under rootDir without following any
-// symlink on the way (the root directory itself is trusted).
+// openBeneath opens the directory p under rootDir (trusted itself),
+// opening one component at a time without following symlinks, except a
+// symlink only root could have made and only root can replace: owned by
+// root, in a directory owned by root that neither group nor others may
+// write. Those are the image's own layout (Fedora CoreOS and RHEL image
+// mode link /root to var/roothome and /home to var/home); a link in a
+// user's home is the user's and is refused. A followed link stays inside
+// rootDir: an absolute target is taken from rootDir, and ".." stops there.
 func openBeneath(rootDir, p string) (int, error) {
-	fd, err := unix.Open(rootDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
-		if part == "" || part == "." {
-			continue
+	parts := splitPath(p)
+	for followed := 0; ; followed++ {
+		if followed > maxLinks {
+			return -1, fmt.Errorf("%w: %s: too many symlinks", ErrUnsafePath, p)
 		}
+		fd, rest, err := walk(rootDir, parts)
+		if rest == nil {
+			return fd, err
+		}
+		parts = rest // a trusted link replaced a component: walk again
+	}
+}
+
+// maxLinks bounds the trusted symlinks one path may go through, as the
+// kernel's MAXSYMLINKS does.
+const maxLinks = 40
+
+// splitPath splits p into components, dropping empty ones and ".".
+func splitPath(p string) []string {
+	var out []string
+	for _, part := range strings.Split(p, "/") {
+		if part != "" && part != "." {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// walk opens parts under rootDir. When a component is a trusted symlink
+// it returns, instead of a descriptor, the components to walk next: the
+// ones before the link, the link's target, and the ones after it.
+func walk(rootDir string, parts []string) (fd int, rest []string, err error) {
+	fd, err = unix.Open(rootDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
+	}
+	for i, part := range parts {
 		if part == ".." {
 			unix.Close(fd)
-			return -1, fmt.Errorf("%w: %q has '..'", ErrUnsafePath, p)
+			return -1, nil, fmt.Errorf("%w: %q has '..'", ErrUnsafePath, "/"+strings.Join(parts, "/"))
 		}
 		next, err := unix.Openat(fd, part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			return -1, describe(part, err)
+		if err == nil {
+			unix.Close(fd)
+			fd = next
+			continue
 		}
-		fd = next
+		if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.ENOTDIR) {
+			unix.Close(fd)
+			return -1, nil, describe(part, err)
+		}
+		target, ok := trustedLink(fd, part)
+		unix.Close(fd)
+		if !ok {
+			return -1, nil, describe(part, err)
+		}
+		base := parts[:i]
+		if strings.HasPrefix(target, "/") {
+			base = nil
+		}
+		return -1, resolve(base, target, parts[i+1:]), nil
 	}
-	return fd, nil
+	return fd, nil, nil
+}
+
+// trustedLink reads the symlink name in dir when only root can have made
+// it and only root can replace it.
+func trustedLink(dir int, name string) (string, bool) {
+	var link, parent unix.Stat_t
+	if unix.Fstatat(dir, name, &link, unix.AT_SYMLINK_NOFOLLOW) != nil || link.Mode&unix.S_IFMT != unix.S_IFLNK || link.Uid != 0 {
+		return "", false
+	}
+	if unix.Fstat(dir, &parent) != nil || parent.Uid != 0 || parent.Mode&0o022 != 0 {
+		return "", false
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dir, name, buf)
+	if err != nil || n == 0 || n == len(buf) {
+		return "", false
+	}
+	return string(buf[:n]), true
+}
+
+// resolve joins base (symlink-free components), a link's target and the
+// components after the link; ".." in the target steps back, never above
+// the root.
+func resolve(base []string, target string, after []string) []string {
+	out := append([]string(nil), base...)
+	for _, part := range splitPath(target) {
+		if part == ".." {
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			continue
+		}
+		out = append(out, part)
+	}
+	out = append(out, after...)
+	if out == nil {
+		out = []string{} // the root itself: not nil, which means "done"
+	}
+	return out
 }
 
 func describe(name string, err error) error {

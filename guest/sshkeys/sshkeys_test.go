@@ -283,9 +283,23 @@ func TestSymlinkAttacksAreRefused(t *testing.T) {
 			must(t, os.Mkdir(filepath.Join(home, ".ssh"), 0o700))
 			must(t, os.Link(f.path("etc/shadow"), filepath.Join(home, ".ssh/authorized_keys")))
 		}},
-		{"home is a symlink to /etc", func(t *testing.T, f *fixture, home string) {
+		{"home is the user's symlink to /etc", func(t *testing.T, f *fixture, home string) {
 			must(t, os.RemoveAll(home))
 			must(t, os.Symlink("../etc", home))
+			must(t, os.Lchown(home, 1000, 1000)) // a link the user made
+		}},
+		{"home is root's symlink in a /home others may write", func(t *testing.T, f *fixture, home string) {
+			must(t, os.RemoveAll(home))
+			must(t, os.Symlink("../etc", home))
+			must(t, os.Chmod(f.path("home"), 0o1777)) // anybody could have put it there
+		}},
+		{"a trusted link leads to a home that is the user's symlink", func(t *testing.T, f *fixture, home string) {
+			// /home -> var/home (root's), then the user's own link there.
+			must(t, os.MkdirAll(f.path("var/home"), 0o755))
+			must(t, os.Rename(f.path("home"), f.path("var/home.orig")))
+			must(t, os.Symlink("var/home", f.path("home")))
+			must(t, os.Symlink("../../etc", f.path("var/home/mallory")))
+			must(t, os.Lchown(f.path("var/home/mallory"), 1000, 1000))
 		}},
 	} {
 		t.Run(attack.name, func(t *testing.T) {
@@ -373,5 +387,63 @@ func TestSplitKeepsTheUsersLinesAfterAnUnclosedBlock(t *testing.T) {
 	own, block = split([]byte("# mine\n" + BeginMarker + "\n" + keyAlice + "\n" + EndMarker + "\n" + keyOps + "\n"))
 	if len(block) != 1 || block[0] != keyAlice || strings.Join(own, "") != "# mine\n"+keyOps+"\n" {
 		t.Errorf("own %q, block %q", own, block)
+	}
+}
+
+// Images that keep homes under /var link /root and /home there (Fedora
+// CoreOS, RHEL image mode): links only root could have made are followed,
+// and the keys land in the linked directory.
+func TestRootsOwnLinksToHomesAreFollowed(t *testing.T) {
+	f := newFixture(t)
+	must(t, os.MkdirAll(f.path("var"), 0o755))
+	must(t, os.Rename(f.path("root"), f.path("var/roothome")))
+	must(t, os.Symlink("var/roothome", f.path("root")))
+	must(t, os.Rename(f.path("home"), f.path("var/home")))
+	must(t, os.Symlink("/var/home", f.path("home"))) // absolute: taken from the guest's root
+
+	root := guesttest.Context(t, map[string]string{"SSH_PUBLIC_KEY": keyAlice})
+	if _, err := f.apply(t, root.Users); err != nil {
+		t.Fatalf("root's keys: %v", err)
+	}
+	if got, _ := os.ReadFile(f.path("var/roothome/.ssh/authorized_keys")); !strings.Contains(string(got), keyAlice) {
+		t.Errorf("/var/roothome/.ssh/authorized_keys:\n%s", got)
+	}
+
+	c := guesttest.Context(t, map[string]string{"USERNAME": "alice", "SSH_PUBLIC_KEY": keyOps})
+	u := f.withUser(t, c)
+	if _, err := f.apply(t, c.Users); err != nil {
+		t.Fatalf("alice's keys: %v", err)
+	}
+	p := f.path("var/home/alice/.ssh/authorized_keys")
+	if got, _ := os.ReadFile(p); !strings.Contains(string(got), keyOps) {
+		t.Errorf("%s:\n%s", p, got)
+	}
+	if uid, gid, mode := ownerMode(t, p); uid != u.UID || gid != u.GID || mode.Perm() != 0o600 {
+		t.Errorf("authorized_keys: owner %d:%d mode %v, want %d:%d 0600", uid, gid, mode, u.UID, u.GID)
+	}
+	if _, err := os.Lstat(f.path("var/roothome/.ssh/authorized_keys")); err != nil {
+		t.Errorf("root's keys gone: %v", err)
+	}
+}
+
+func TestResolveStaysInTheRoot(t *testing.T) {
+	for _, c := range []struct {
+		base   []string
+		target string
+		after  []string
+		want   string
+	}{
+		{[]string{}, "var/roothome", []string{".ssh"}, "var/roothome/.ssh"},
+		{[]string{"home"}, "../var/home/a", nil, "var/home/a"},
+		{[]string{"a"}, "../../../../etc", nil, "etc"},
+		{nil, "/var/home", []string{"alice"}, "var/home/alice"},
+		{[]string{"x"}, "..", nil, ""},
+	} {
+		if got := strings.Join(resolve(c.base, c.target, c.after), "/"); got != c.want {
+			t.Errorf("resolve(%v, %q, %v) = %q, want %q", c.base, c.target, c.after, got, c.want)
+		}
+	}
+	if got := resolve(nil, "/", nil); got == nil {
+		t.Error("resolve to the root itself returned nil (read as done)")
 	}
 }
