@@ -266,5 +266,6 @@ func measureCost() *engine.Cost {
 	ms := func(u unix.Rusage) float64 {
 		return float64(u.Utime.Nano()+u.Stime.Nano()) / 1e6
 	}
-	return &engine.Cost{AgentCPUMS: ms(self), ToolsCPUMS: ms(children), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
+	return &engine.Cost{AgentCPUMS: ms(self), AgentSysMS: float64(self.Stime.Nano()) / 1e6,
+		ToolsCPUMS: ms(children), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
 }

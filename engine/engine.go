@@ -83,7 +83,10 @@ type Record struct {
 // Cost is a run's resource use, split between the agent's own process and
 // the tools it started (useradd, netplan, scripts ...).
 type Cost struct {
-	AgentCPUMS  float64 `json:"agent_cpu_ms"`
+	AgentCPUMS float64 `json:"agent_cpu_ms"`
+	// AgentSysMS is the kernel's share of AgentCPUMS (page faults,
+	// syscalls, fsync): where the agent's own code is not the cost.
+	AgentSysMS  float64 `json:"agent_sys_ms"`
 	ToolsCPUMS  float64 `json:"tools_cpu_ms"`
 	AgentMaxRSS int64   `json:"agent_max_rss_kib"`
 	ToolsMaxRSS int64   `json:"tools_max_rss_kib"`

@@ -85,8 +85,8 @@ func printStatus(w io.Writer, rec *engine.Record) {
 	sort.Strings(stages)
 	for _, st := range stages {
 		c := rec.Cost[st]
-		fmt.Fprintf(w, "cost of the %s stage: agent %.0f ms CPU, %.1f MiB peak; tools %.0f ms CPU, %.1f MiB peak\n",
-			st, c.AgentCPUMS, float64(c.AgentMaxRSS)/1024, c.ToolsCPUMS, float64(c.ToolsMaxRSS)/1024)
+		fmt.Fprintf(w, "cost of the %s stage: agent %.0f ms CPU (%.0f ms in the kernel), %.1f MiB peak; tools %.0f ms CPU, %.1f MiB peak\n",
+			st, c.AgentCPUMS, c.AgentSysMS, float64(c.AgentMaxRSS)/1024, c.ToolsCPUMS, float64(c.ToolsMaxRSS)/1024)
 	}
 }
 
