@@ -40,7 +40,7 @@ e2e: build
 	ONE_CONTEXTD_E2E=1 go test -count=1 -timeout 45m -v ./e2e/
 
 bench-boot: build
-	bash packaging/bench-boot.sh $(or $(N),5) $(or $(NETMGRS),ifupdown networkd)
+	ONE_CONTEXTD_E2E_ICOUNT=$(ICOUNT) bash packaging/bench-boot.sh $(or $(N),5) $(or $(NETMGRS),ifupdown networkd)
 
 deps-demo:
 	bash .ci/install-deps.sh base

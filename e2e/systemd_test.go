@@ -229,4 +229,4 @@ func logUsage(t testing.TB, b *boot) {
 }
 
 // fmtDur formats durations for benchmark output.
-func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
