@@ -119,7 +119,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	}
 
 	// What an earlier run disabled, read before the files are rewritten.
-	m.Reenable6(disabled6(in.Root))
+	persistedOff := disabled6(in.Root)
 
 	// Files first (they survive a reboot), then the kernel.
 	filesChanged, err := writeFiles(r, in, m, sel.Type)
@@ -139,6 +139,7 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 		if err != nil {
 			r.Problem("", "network: %v; starting with no record of own addresses", err)
 		}
+		m.Reenable6(persistedOff, owned.IPv6Disabled)
 		res, err := kernel.Apply(nl, sc, m, owned)
 		if err != nil {
 			return fmt.Errorf("network: %w", err)
@@ -479,7 +480,7 @@ func loadOwned(root *fsroot.Root) (kernel.Owned, error) {
 }
 
 func saveOwned(root *fsroot.Root, o kernel.Owned) error {
-	if len(o.Addresses) == 0 && !root.Exists(OwnedPath) {
+	if len(o.Addresses) == 0 && len(o.IPv6Disabled) == 0 && !root.Exists(OwnedPath) {
 		return nil
 	}
 	for _, v := range o.Addresses {

@@ -336,3 +336,54 @@ func TestDisabled6ReadsBothSpellings(t *testing.T) {
 		t.Errorf("SysctlName = %q", got)
 	}
 }
+
+// The same after a reboot under ifupdown: systemd-sysctl disabled the link
+// again from the old file before the agent ran, the local stage (ifupdown
+// not run yet) removed that file and left the kernel alone, and the
+// network stage still knows, from the agent's record, to enable it.
+func TestNetnsIPv6EnabledAgainAfterRebootUnderIfupdown(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Veth("ens3", "02:00:c0:00:02:0c", "p0")
+	root := imageRoot(t) // interfaces
+	host := root.Dir()
+	_ = os.MkdirAll(filepath.Join(host, "etc/network"), 0o755)
+	_ = os.WriteFile(filepath.Join(host, "etc/network/interfaces"), []byte("auto lo\niface lo inet loopback\n"), 0o644)
+	ran := filepath.Join(host, "run/network/ifstate.ens3")
+	_ = os.MkdirAll(filepath.Dir(ran), 0o755)
+	_ = os.WriteFile(ran, []byte("ens3=ens3\n"), 0o644)
+	sc := netnstest.Sysctl{NS: ns}
+	base := []string{"ETH0_MAC='02:00:c0:00:02:0c'", "ETH0_IP='192.0.2.12'", "ETH0_MASK='255.255.255.0'"}
+	static6 := append(base, "ETH0_IP6='2001:db8:1::c'", "ETH0_IP6_PREFIX_LENGTH='64'")
+
+	runApply(t, ns, root, &runner.Fake{}, buildCtx(t, append(base, "ETH0_IP6_METHOD='disable'")...))
+	// Reboot: /run is empty, systemd-sysctl applies the persisted file.
+	_ = os.RemoveAll(filepath.Join(host, "run/network"))
+	for _, leaf := range []string{"disable_ipv6", "autoconf", "accept_ra"} {
+		v := map[string]string{"disable_ipv6": "1", "autoconf": "0", "accept_ra": "0"}[leaf]
+		if err := sc.Set("net/ipv6/conf/ens3/"+leaf, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runApply(t, ns, root, &runner.Fake{}, buildCtx(t, static6...)) // local stage
+	if _, err := root.ReadFile(render.SysctlPath); err == nil {
+		t.Fatalf("%s still there after the local stage", render.SysctlPath)
+	}
+	_ = os.MkdirAll(filepath.Dir(ran), 0o755)
+	_ = os.WriteFile(ran, []byte("ens3=ens3\n"), 0o644) // networking.service ran
+	sr := runApply(t, ns, root, &runner.Fake{}, buildCtx(t, static6...)) // network stage
+	if v, _ := sc.Get("net/ipv6/conf/ens3/disable_ipv6"); v != "0" {
+		t.Errorf("disable_ipv6 = %q after the network stage, want 0 (changes %v, problems %v)", v, sr.Changes, sr.Problems)
+	}
+	if got := addrs(ns, "ens3"); !slices.Contains(got, "2001:db8:1::c/64") {
+		t.Errorf("ens3 addresses = %v, want 2001:db8:1::c/64", got)
+	}
+	// The record forgets the link once it is enabled: a later manual
+	// disable by the administrator is left alone.
+	if err := sc.Set("net/ipv6/conf/ens3/disable_ipv6", "1"); err != nil {
+		t.Fatal(err)
+	}
+	runApply(t, ns, root, &runner.Fake{}, buildCtx(t, static6...))
+	if v, _ := sc.Get("net/ipv6/conf/ens3/disable_ipv6"); v != "1" {
+		t.Errorf("the administrator's disable_ipv6 = 1 was undone (now %q)", v)
+	}
+}

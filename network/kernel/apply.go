@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"one-contextd/context/settings"
 	"one-contextd/network/model"
 )
 
@@ -76,7 +77,20 @@ func Apply(nl Netlink, sc Sysctl, m model.Model, owned Owned) (Result, error) {
 	if len(res.Owned.Addresses) == 0 {
 		res.Owned.Addresses = nil
 	}
+	res.Owned.IPv6Disabled = disabledMACs(m)
 	return res, nil
+}
+
+// disabledMACs lists the MACs of the model's links with IPv6 disabled.
+func disabledMACs(m model.Model) []string {
+	var out []string
+	for _, n := range slices.Concat(m.NICs, m.Skipped) {
+		if n.Method6 == settings.Disable6 && len(n.MAC) > 0 {
+			out = append(out, n.MAC.String())
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // applySysctls sets the model's sysctls, and gives each link in Enable6

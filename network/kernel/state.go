@@ -14,9 +14,15 @@ import (
 
 // Owned is what the agent added to the kernel and may remove again:
 // addresses per link MAC (the kernel has no owner tag for addresses; routes
-// carry model.RouteProtocol instead).
+// carry model.RouteProtocol instead), and the links whose IPv6 it disabled.
 type Owned struct {
 	Addresses map[string][]string `json:"addresses,omitempty"` // MAC -> prefixes
+	// IPv6Disabled are the MACs of the links the context disabled IPv6
+	// on: at boot systemd-sysctl disables them again from the persisted
+	// file before the agent runs, so this record, not that file, tells
+	// which links the agent may enable again once the context stops
+	// disabling them.
+	IPv6Disabled []string `json:"ipv6_disabled,omitempty"`
 }
 
 func (o Owned) has(mac string, p netip.Prefix) bool {

@@ -312,15 +312,17 @@ type Enable6 struct {
 // addresses again.
 var Disable6Leaves = []string{"disable_ipv6", "autoconf", "accept_ra"}
 
-// Reenable6 fills Enable6 from the links an earlier run disabled (the
-// devices of the persisted sysctls): each that is a NIC of this model
-// whose IPv6 is not "disable" any more. Without it a NIC once disabled
-// would refuse the IPv6 addresses the context now gives it until the
-// next reboot, as it does under one-context.
-func (m *Model) Reenable6(wasDisabled []string) {
+// Reenable6 fills Enable6 from the links an earlier run disabled, named
+// by device (the persisted sysctls) or by MAC (the agent's record): each
+// that is a NIC of this model whose IPv6 is not "disable" any more.
+// Without it a NIC once disabled would refuse the IPv6 addresses the
+// context now gives it until the next reboot, as it does under
+// one-context.
+func (m *Model) Reenable6(devs, macs []string) {
 	m.Enable6 = nil
 	for _, n := range m.NICs {
-		if n.Method6 != settings.Disable6 && slices.Contains(wasDisabled, n.Dev) {
+		was := slices.Contains(devs, n.Dev) || len(n.MAC) > 0 && slices.Contains(macs, n.MAC.String())
+		if n.Method6 != settings.Disable6 && was {
 			m.Enable6 = append(m.Enable6, Enable6{Dev: n.Dev, Var: n.Name + "_IP6_METHOD"})
 		}
 	}
