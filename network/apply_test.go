@@ -369,7 +369,7 @@ func TestNetnsIPv6EnabledAgainAfterRebootUnderIfupdown(t *testing.T) {
 		t.Fatalf("%s still there after the local stage", render.SysctlPath)
 	}
 	_ = os.MkdirAll(filepath.Dir(ran), 0o755)
-	_ = os.WriteFile(ran, []byte("ens3=ens3\n"), 0o644) // networking.service ran
+	_ = os.WriteFile(ran, []byte("ens3=ens3\n"), 0o644)                  // networking.service ran
 	sr := runApply(t, ns, root, &runner.Fake{}, buildCtx(t, static6...)) // network stage
 	if v, _ := sc.Get("net/ipv6/conf/ens3/disable_ipv6"); v != "0" {
 		t.Errorf("disable_ipv6 = %q after the network stage, want 0 (changes %v, problems %v)", v, sr.Changes, sr.Problems)
