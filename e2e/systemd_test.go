@@ -117,6 +117,23 @@ func checkUnits(t testing.TB, b *boot) {
 			b.fail(t, "%s not enabled, active and successful: %q; failed steps: %q", u, line, failedSteps(b))
 		}
 	}
+	// Nothing was hot-plugged: udev's coldplug of the NICs and the CD-ROM
+	// at boot must not start a second, whole run.
+	if l := reconfigureRun(b); l != "" {
+		b.fail(t, "one-contextd-reconfigure.service ran during the boot: %q", l)
+	}
+}
+
+// reconfigureRun is the journal line of the reconfigure unit's start when
+// it ran during the boot, else "". (A oneshot unit that has finished shows
+// no ExecMain timestamps any more.)
+func reconfigureRun(b *boot) string {
+	for _, l := range b.marked("E2E-JOURNAL ") {
+		if strings.Contains(l, "Starting one-contextd-reconfigure.service") {
+			return l
+		}
+	}
+	return ""
 }
 
 // failedSteps lists "step: error" for every failed step in the status dump.
