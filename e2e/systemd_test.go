@@ -103,6 +103,52 @@ func TestSystemdBoot(t *testing.T) {
 	}
 }
 
+// TestSystemdHotplug plugs a NIC into a booted guest (ifupdown image)
+// through qemu's monitor: the kernel's add event, which udev's rule turns
+// into a start of the reconfigure unit, must configure the context's
+// ETH1 on it. The boot itself, whose coldplug replays an add event for
+// every device, must not have started that unit.
+func TestSystemdHotplug(t *testing.T) {
+	need(t, "qemu-system-x86_64", "qemu-img", "xorriso", "socat", "mmdebstrap", "mkfs.ext4", "dpkg-deb")
+	const mac = "52:54:00:12:34:99"
+	_, port := gate(t)
+	ctx := systemdContext("hotplug") + "ETH1_MAC='" + mac + "'\nETH1_IP='10.0.3.15'\nETH1_MASK='255.255.255.0'\n"
+	sock := filepath.Join(t.TempDir(), "monitor.sock")
+	plugged := make(chan error, 1)
+	b := systemdBoot(t, "ifupdown", contextISO(t, ctx, nil), port, "", func(s *vmSpec) {
+		s.Append += " e2e.hotplug=" + mac
+		s.Monitor = sock
+		s.Watch = func(line string) {
+			if strings.Contains(line, "E2E-WAIT-HOTPLUG") {
+				go func() {
+					out, err := monitor(sock, "device_add virtio-net-pci,netdev=hp0,mac="+mac+",bus=hp-port,id=hp-nic")
+					if err == nil && strings.Contains(out, "Error") {
+						err = fmt.Errorf("device_add: %s", strings.TrimSpace(out))
+					}
+					plugged <- err
+				}()
+			}
+		}
+	})
+	select {
+	case err := <-plugged:
+		if err != nil {
+			b.fail(t, "hot-plug through the monitor: %v", err)
+			return
+		}
+	default:
+		b.fail(t, "the guest never waited for the hot-plug")
+		return
+	}
+	checkUnits(t, b)
+	if dev := b.first("E2E-HOTPLUGGED "); dev == "" {
+		b.fail(t, "the plugged NIC never appeared in the guest")
+	}
+	b.wantLine(t, "E2E-RECONFIGURE ", "Starting one-contextd-reconfigure.service")
+	b.wantLine(t, "E2E-HOTPLUG-ADDR ", "inet 10.0.3.15/24")
+	b.wantLine(t, "E2E-HOTPLUG-ADDR ", "inet 10.0.2.15/24")
+}
+
 // checkUnits wants both boot stages active and successful.
 func checkUnits(t testing.TB, b *boot) {
 	t.Helper()

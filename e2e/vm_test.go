@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -83,6 +84,10 @@ type vmSpec struct {
 	Timeout                time.Duration
 	// Watch, when set, is called with every serial line as it arrives.
 	Watch func(line string)
+	// Monitor, when set, is the path of a unix socket where qemu serves
+	// its human monitor (hot-plug); a spare restricted netdev "hp0" is
+	// there for a NIC to plug.
+	Monitor string
 	// AnsweringDNS lifts slirp's restriction so that its DNS (10.0.2.3)
 	// forwards to the host's resolver and answers, as a cloud's DNS does.
 	// Restricted, the guest's DNS queries go unanswered: the agent's
@@ -137,6 +142,11 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 		args = append(args, "-icount", "shift="+shift+",sleep=on")
 		args[slices.Index(args, "-smp")+1] = "1"
 		spec.Timeout *= 2
+	}
+	if spec.Monitor != "" {
+		// q35's root bus takes no hot-plug: a PCIe root port does.
+		args = append(args, "-monitor", "unix:"+spec.Monitor+",server=on,wait=off",
+			"-netdev", "user,id=hp0,restrict=on,ipv6=off", "-device", "pcie-root-port,id=hp-port,chassis=1,slot=1")
 	}
 	if spec.Disk != "" {
 		args = append(args, "-drive", "file="+spec.Disk+",if=virtio,format=qcow2")
@@ -283,4 +293,34 @@ func median(d []time.Duration) time.Duration {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// monitor sends one command to qemu's human monitor at socket and returns
+// what qemu answered up to its next prompt.
+func monitor(socket, command string) (string, error) {
+	c, err := net.DialTimeout("unix", socket, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	readPrompt := func() (string, error) {
+		var out strings.Builder
+		for !strings.HasSuffix(out.String(), "(qemu) ") {
+			b, err := r.ReadByte()
+			if err != nil {
+				return out.String(), err
+			}
+			out.WriteByte(b)
+		}
+		return out.String(), nil
+	}
+	if _, err := readPrompt(); err != nil {
+		return "", fmt.Errorf("monitor greeting: %w", err)
+	}
+	if _, err := fmt.Fprintf(c, "%s\n", command); err != nil {
+		return "", err
+	}
+	return readPrompt()
 }

@@ -44,6 +44,28 @@ one-contextd status --json 2>&1 | sed 's/^/E2E-STATUS /'
 for d in /sys/class/block/sr*; do
 	[ -e "$d" ] && udevadm test --action=change "$d" 2>&1 | grep -E '65-one-contextd|one-contextd-reconfigure' | sed 's/^/E2E-UDEV /'
 done
+# e2e.hotplug=MAC (the hot-plug test): say so, wait for the host to plug a
+# NIC with that MAC, then for the reconfigure unit udev starts for it to
+# finish, and report the network again.
+hp=$(sed -n 's/.*e2e\.hotplug=\([0-9a-f:]*\).*/\1/p' /proc/cmdline)
+if [ -n "$hp" ]; then
+	echo "E2E-WAIT-HOTPLUG $hp"
+	i=0
+	until ip -o link | grep -q "link/ether $hp"; do
+		i=$((i + 1))
+		[ $i -gt 120 ] && break
+		sleep 1
+	done
+	echo "E2E-HOTPLUGGED $(ip -o link | grep "link/ether $hp" | cut -d: -f2 | tr -d ' ')"
+	i=0
+	until journalctl -b -o cat --no-pager -u one-contextd-reconfigure.service | grep -q '^Finished\|Deactivated successfully\|Failed'; do
+		i=$((i + 1))
+		[ $i -gt 120 ] && break
+		sleep 1
+	done
+	net "HOTPLUG-"
+	journalctl -b -o short-monotonic --no-pager -u one-contextd-reconfigure.service | sed 's/^/E2E-RECONFIGURE /'
+fi
 case $NM in
 ifupdown) systemctl restart networking.service ;;
 networkd) systemctl restart systemd-networkd.service && /lib/systemd/systemd-networkd-wait-online --timeout=20 ;;
