@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -120,6 +119,14 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 	if spec.Timeout == 0 {
 		spec.Timeout = 3 * time.Minute
 	}
+	// qemu's instruction-counting clock (see BenchmarkBootSystemd) runs
+	// every vCPU on one host thread, and a Debian guest with two vCPUs
+	// stalls under it: one vCPU.
+	shift := os.Getenv("ONE_CONTEXTD_E2E_ICOUNT")
+	if shift != "" {
+		spec.SMP = 1
+		spec.Timeout *= 2
+	}
 	restrict := "on"
 	if spec.AnsweringDNS {
 		restrict = "off"
@@ -135,13 +142,8 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 		"-device", "virtio-net-pci,netdev=n0,mac=" + guestMAC,
 		"-device", "virtio-scsi-pci,id=scsi0",
 	}
-	if shift := os.Getenv("ONE_CONTEXTD_E2E_ICOUNT"); shift != "" {
-		// qemu's instruction-counting clock (see BenchmarkBootSystemd);
-		// it runs every vCPU on one host thread, and a Debian guest with
-		// two vCPUs stalls under it: one vCPU.
+	if shift != "" {
 		args = append(args, "-icount", "shift="+shift+",sleep=on")
-		args[slices.Index(args, "-smp")+1] = "1"
-		spec.Timeout *= 2
 	}
 	if spec.Monitor != "" {
 		// q35's root bus takes no hot-plug: a PCIe root port does.
