@@ -112,19 +112,29 @@ type Users struct {
 	SecurettyInvalid bool
 }
 
-// UserNameExpr is the user names the agent accepts, unanchored: the
+// ValidUserName reports whether n is a user name the agent accepts: the
 // portable characters every distribution's useradd takes (letters, digits,
 // '.', '_', '-'; RHEL's refuses more than Debian's), not starting with '.'
-// or '-', an optional trailing '$' (Samba machine accounts), at most 32.
-// The sudoers line the users step writes is checked against it.
-const UserNameExpr = `[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}\$?`
-
-var userNameRe = regexp.MustCompile(`^` + UserNameExpr + `$`)
-
-// ValidUserName reports whether n is a user name the agent accepts. An
-// all-digit name is refused: tools take it for a UID.
+// or '-', at most 31 of them, and an optional trailing '$' (Samba machine
+// accounts). An all-digit name is refused: tools take it for a UID.
+// Written out rather than as a regular expression: bounded repetitions
+// make a large program that every start of the binary would compile.
 func ValidUserName(n string) bool {
-	return userNameRe.MatchString(n) && strings.Trim(n, "0123456789$") != ""
+	base := strings.TrimSuffix(n, "$")
+	if base == "" || len(base) > 31 || strings.Trim(base, "0123456789") == "" {
+		return false
+	}
+	for i := 0; i < len(base); i++ {
+		if c := base[i]; !wordChar(c) && (i == 0 || (c != '.' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
+
+// wordChar reports an ASCII letter, digit or '_'.
+func wordChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
 }
 
 // cryptRe accepts the crypt(3) forms shadow files hold: $id$[params$]salt$hash,

@@ -413,12 +413,30 @@ func (b *builder) addrList(name string) []netip.Addr {
 	return out
 }
 
-var domainRe = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)*\.?$`)
+// validDomain reports whether f is a domain name for resolv.conf's search
+// list: labels of 1 to 63 letters, digits, '_' and '-' (not leading), joined
+// by dots, an optional final dot, 253 characters at most.
+func validDomain(f string) bool {
+	if len(f) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(f, "."), ".") {
+		if label == "" || len(label) > 63 || !wordChar(label[0]) {
+			return false
+		}
+		for i := 1; i < len(label); i++ {
+			if !wordChar(label[i]) && label[i] != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 func (b *builder) domainList(name string) []string {
 	var out []string
 	for _, f := range strings.Fields(b.get(name)) {
-		if len(f) > 253 || !domainRe.MatchString(f) {
+		if !validDomain(f) {
 			b.problem(name, "%q is not a domain name; left out", f)
 			continue
 		}

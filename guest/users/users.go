@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -161,8 +160,12 @@ func recordCreated(root *fsroot.Root, name string) error {
 	return err
 }
 
-// agentSudoLine matches the one line the agent (or one-context) writes.
-var agentSudoLine = regexp.MustCompile(`^` + settings.UserNameExpr + ` ALL=\(ALL\) NOPASSWD:ALL\n?$`)
+// isAgentSudoLine reports whether b is the one line the agent (or
+// one-context) writes.
+func isAgentSudoLine(b []byte) bool {
+	name, ok := strings.CutSuffix(strings.TrimSuffix(string(b), "\n"), " ALL=(ALL) NOPASSWD:ALL")
+	return ok && settings.ValidUserName(name)
+}
 
 func sudoLine(name string) string { return name + " ALL=(ALL) NOPASSWD:ALL\n" }
 
@@ -192,7 +195,7 @@ func removeSudo(r *engine.Recorder, in Input) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("sudo: %w", err)
 	}
-	if !created && !agentSudoLine.Match(cur) {
+	if !created && !isAgentSudoLine(cur) {
 		r.Note("sudo: %s holds more than the agent's line; left in place", SudoersPath)
 		return false, nil
 	}
@@ -226,7 +229,7 @@ func writeSudo(ctx context.Context, r *engine.Recorder, in Input, u settings.Use
 	// (a name of [a-z0-9_-] and a fixed rule) always parses, which the
 	// tests check with the real visudo, so it goes in without a visudo run
 	// at boot (about 0.3 s under emulation). Anything else is checked first.
-	if !agentSudoLine.Match(want) {
+	if !isAgentSudoLine(want) {
 		if err := visudoCheck(ctx, in, want, opt); err != nil {
 			return fmt.Errorf("sudo: the drop-in for %s does not pass visudo: %w", u.Name, err)
 		}
