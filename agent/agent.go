@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"one-contextd/context/medium"
 	"one-contextd/context/settings"
@@ -188,7 +187,7 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 	eng.Run(ctx, s.rec, s.finalSteps())
 
 	s.rec.Finished = opt.Clock()
-	if c := measureCost(); c != nil {
+	if c := measureCost(opt.ReadHost); c != nil {
 		if s.rec.Cost == nil {
 			s.rec.Cost = map[string]*engine.Cost{}
 		}
@@ -255,17 +254,4 @@ func orNone(s string) string {
 		return "unknown"
 	}
 	return s
-}
-
-// measureCost reads the process's own and its children's resource use.
-func measureCost() *engine.Cost {
-	var self, children unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &self) != nil || unix.Getrusage(unix.RUSAGE_CHILDREN, &children) != nil {
-		return nil
-	}
-	ms := func(u unix.Rusage) float64 {
-		return float64(u.Utime.Nano()+u.Stime.Nano()) / 1e6
-	}
-	return &engine.Cost{AgentCPUMS: ms(self), AgentSysMS: float64(self.Stime.Nano()) / 1e6,
-		ToolsCPUMS: ms(children), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
 }

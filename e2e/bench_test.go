@@ -95,8 +95,8 @@ func BenchmarkBootSystemd(b *testing.B) {
 		}
 		wall, cpu, peak = append(wall, unitsWall), append(cpu, unitsCPU), append(peak, unitsPeak)
 		// The units' cgroups also hold the tools the agent ran (useradd,
-		// netplan generate) and the e2e usage probe; the run record
-		// tells the agent process's own share.
+		// netplan generate); the run record tells the agent process's own
+		// share.
 		var own, sys, tools time.Duration
 		var rss float64
 		for _, c := range agentCost(bt) {

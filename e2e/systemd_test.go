@@ -237,7 +237,7 @@ func agentCost(b *boot) map[string]*engine.Cost {
 
 type unitUsage struct {
 	Duration time.Duration // the agent process's run time (systemd's ExecMain timestamps)
-	PeakMiB  float64       // the unit cgroup's memory.peak, read in ExecStartPost
+	PeakMiB  float64       // the unit cgroup's memory.peak, as the agent read it before exiting
 	CPU      time.Duration // systemd's CPUUsageNSec
 }
 
@@ -245,11 +245,11 @@ var (
 	reStart = regexp.MustCompile(`ExecMainStartTimestampMonotonic=(\d+)`)
 	reExit  = regexp.MustCompile(`ExecMainExitTimestampMonotonic=(\d+)`)
 	reCPU   = regexp.MustCompile(`CPUUsageNSec=(\d+)`)
-	rePeak  = regexp.MustCompile(`peak_bytes=(\d+)`)
 )
 
-// usage reads each boot unit's duration (systemd) and peak memory and CPU
-// (its cgroup, see packaging/vm/guest-usage.sh) from the console.
+// usage reads each boot unit's duration and CPU (systemd, from the
+// console) and peak memory (the unit's cgroup, in the run record: systemd
+// 252 keeps no peak for a unit that has ended).
 func usage(b *boot) map[string]unitUsage {
 	out := map[string]unitUsage{}
 	for _, l := range b.marked("E2E-UNIT ") {
@@ -267,14 +267,13 @@ func usage(b *boot) map[string]unitUsage {
 		}
 		out[name] = u
 	}
-	for _, l := range b.marked("E2E-USAGE ") {
-		name, rest, _ := strings.Cut(l, " ")
-		u := out[name]
-		if m := rePeak.FindStringSubmatch(rest); m != nil {
-			peak, _ := strconv.ParseFloat(m[1], 64)
-			u.PeakMiB = peak / (1 << 20)
+	for _, c := range agentCost(b) {
+		if c.Unit == "" {
+			continue
 		}
-		out[name] = u
+		u := out[c.Unit]
+		u.PeakMiB = float64(c.UnitPeakKiB) / 1024
+		out[c.Unit] = u
 	}
 	return out
 }

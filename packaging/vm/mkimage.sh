@@ -41,14 +41,11 @@ mmdebstrap --quiet --variant=minbase \
 	--include="systemd-sysv,udev,iproute2,kmod,passwd,sudo,linux-image-cloud-amd64,$PKGS" \
 	--customize-hook="if [ '$DEB' != none ]; then cp '$DEB' \"\$1/tmp/\" && chroot \"\$1\" dpkg -i /tmp/$DEBNAME && rm \"\$1/tmp/$DEBNAME\"; fi" \
 	--customize-hook="upload $HERE/guest-report.sh /usr/local/sbin/e2e-report" \
-	--customize-hook="upload $HERE/guest-usage.sh /usr/local/sbin/e2e-usage" \
-	--customize-hook='chmod 0755 "$1/usr/local/sbin/e2e-report" "$1/usr/local/sbin/e2e-usage"' \
+	--customize-hook='chmod 0755 "$1/usr/local/sbin/e2e-report"' \
 	--customize-hook="echo $NM > \"\$1/etc/e2e-netmgr\"" \
 	--customize-hook='echo image > "$1/etc/hostname"' \
 	--customize-hook='echo "/dev/vda / ext4 defaults 0 1" > "$1/etc/fstab"' \
 	--customize-hook='if [ -e "$1/lib/systemd/system/systemd-networkd.service" ] && [ -e "$1/usr/sbin/netplan" ]; then chroot "$1" systemctl enable systemd-networkd.service; fi' \
-	--customize-hook='mkdir -p "$1/etc/systemd/system/one-contextd-local.service.d" "$1/etc/systemd/system/one-contextd.service.d"' \
-	--customize-hook='for u in one-contextd-local one-contextd; do printf "[Service]\n# e2e only: the unit cgroup'"'"'s peak memory and CPU, read while it exists\nExecStartPost=/usr/local/sbin/e2e-usage %%n\n" > "$1/etc/systemd/system/$u.service.d/e2e.conf"; done' \
 	--customize-hook='printf "[Unit]\nDescription=e2e: report the guest state on the console, power off\nAfter=one-contextd.service\n[Service]\nType=simple\nExecStart=/usr/local/sbin/e2e-report\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/e2e-report.service"' \
 	--customize-hook='chroot "$1" systemctl enable e2e-report.service' \
 	--customize-hook='chroot "$1" systemctl mask serial-getty@ttyS0.service' \

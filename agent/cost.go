@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"one-contextd/engine"
+)
+
+// measureCost reads the process's own and its children's resource use,
+// and, when the process runs as a systemd service, that unit's cgroup
+// totals: what systemd reports for the unit (CPUUsageNSec, MemoryPeak),
+// read here because systemd 252 keeps no peak for a unit that has ended.
+func measureCost(readHost func(string) ([]byte, error)) *engine.Cost {
+	var self, children unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &self) != nil || unix.Getrusage(unix.RUSAGE_CHILDREN, &children) != nil {
+		return nil
+	}
+	ms := func(u unix.Rusage) float64 {
+		return float64(u.Utime.Nano()+u.Stime.Nano()) / 1e6
+	}
+	c := &engine.Cost{AgentCPUMS: ms(self), AgentSysMS: float64(self.Stime.Nano()) / 1e6,
+		ToolsCPUMS: ms(children), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
+	unitCost(readHost, c)
+	return c
+}
+
+// unitCost fills in the unit's cgroup totals when the process's cgroup (v2)
+// is a service's own; a process started from a shell sits in a session
+// scope shared with other processes, whose totals would mislead.
+func unitCost(readHost func(string) ([]byte, error), c *engine.Cost) {
+	b, err := readHost("/proc/self/cgroup")
+	if err != nil {
+		return
+	}
+	var cg string
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			cg = rest
+		}
+	}
+	if !strings.HasSuffix(cg, ".service") || strings.Contains(cg, "..") {
+		return
+	}
+	dir := path.Join("/sys/fs/cgroup", cg)
+	stat, err := readHost(path.Join(dir, "cpu.stat"))
+	if err != nil {
+		return
+	}
+	sc := bufio.NewScanner(bytes.NewReader(stat))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
+			if us, err := strconv.ParseInt(v, 10, 64); err == nil {
+				c.Unit = path.Base(cg)
+				c.UnitCPUMS = float64(us) / 1000
+			}
+		}
+	}
+	if peak, err := readHost(path.Join(dir, "memory.peak")); err == nil && c.Unit != "" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(peak)), 10, 64); err == nil {
+			c.UnitPeakKiB = n / 1024
+		}
+	}
+}
