@@ -359,3 +359,34 @@ func TestScriptsExtendTheUnitsStartTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestSetHostnameIsInPlaceBeforeTheNetworkStage(t *testing.T) {
+	h := newHarness(t)
+	src := contextDir(t, "SET_HOSTNAME='web-01.example.org'\n", nil)
+	rec := h.run(src, StageLocal)
+	if st, ok := rec.Step("hostname-early"); !ok || st.Status != engine.OK || len(st.Changes) == 0 {
+		t.Fatalf("local stage: hostname-early %+v", st)
+	}
+	if b, _ := os.ReadFile(filepath.Join(h.rootDir, "etc/hostname")); string(b) != "web-01\n" {
+		t.Fatalf("/etc/hostname after the local stage: %q", b)
+	}
+	rec = h.run(src, StageNetwork)
+	st, ok := rec.Step("hostname")
+	if !ok || st.Status != engine.OK {
+		t.Fatalf("network stage: hostname %+v", st)
+	}
+	if len(st.Changes) != 0 {
+		t.Errorf("the network stage changed the name again: %v", st.Changes)
+	}
+}
+
+func TestHostnameFromTheNetworkWaitsForTheNetworkStage(t *testing.T) {
+	h := newHarness(t)
+	rec := h.run(contextDir(t, "DNS_HOSTNAME='YES'\n", nil), StageLocal)
+	if st, ok := rec.Step("hostname-early"); !ok || st.Status != engine.Skipped {
+		t.Errorf("hostname-early with DNS_HOSTNAME: %+v, want skipped", st)
+	}
+	if _, err := os.Stat(filepath.Join(h.rootDir, "etc/hostname")); err == nil {
+		t.Errorf("/etc/hostname written in the local stage for a name from DNS")
+	}
+}

@@ -43,6 +43,9 @@ func (s *session) localSteps() []engine.Step {
 	return []engine.Step{
 		// Network files are in place before the network manager starts.
 		{Name: "network", Needs: []string{stepContext}, Run: s.network},
+		// The name before the network manager starts: its DHCP client
+		// sends it from the first request, and no one has to be told.
+		{Name: "hostname-early", Needs: []string{stepContext}, Run: s.hostnameEarly},
 		{Name: "timezone", Needs: []string{stepContext}, Run: s.timezone},
 		// A disk that cannot grow is reported, but does not hold READY back.
 		{Name: "grow-fs", Needs: []string{stepContext}, Optional: true, Run: s.growFS},
@@ -252,6 +255,19 @@ func (s *session) hostname(ctx context.Context, r *engine.Recorder) error {
 		return engine.Skip("no SET_HOSTNAME, DNS_HOSTNAME or EC2_HOSTNAME")
 	}
 	syncDomain(r, s.opt.Root, d)
+	return hostname.Set(ctx, r, in, d)
+}
+
+// hostnameEarly sets SET_HOSTNAME's name in the local stage; the network
+// stage's hostname step finds it set (and decides names that need the
+// network).
+func (s *session) hostnameEarly(ctx context.Context, r *engine.Recorder) error {
+	d := hostname.Early(r, s.ctx.Identity)
+	if d.IsZero() {
+		return engine.Skip("no SET_HOSTNAME (DNS_HOSTNAME and EC2_HOSTNAME need the network stage)")
+	}
+	in := s.hostnameInput()
+	in.TellNobody = true
 	return hostname.Set(ctx, r, in, d)
 }
 

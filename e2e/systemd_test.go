@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,6 +73,7 @@ func TestSystemdBoot(t *testing.T) {
 			}
 			checkUnits(t, b)
 			b.wantLine(t, "E2E-HOSTNAME=", "e2e-"+nm)
+			checkEarlyHostname(t, b)
 			b.wantLine(t, "E2E-ADDR ", "inet 10.0.2.15/24")
 			b.wantLine(t, "E2E-ROUTE4 ", "default via 10.0.2.2")
 			b.wantLine(t, "E2E-AFTER-ADDR ", "inet 10.0.2.15/24")
@@ -222,6 +224,26 @@ func persistentChanges(b *boot) []string {
 		}
 	}
 	return out
+}
+
+// checkEarlyHostname wants SET_HOSTNAME's name set by the local stage,
+// before the network manager started, and the network stage to have had
+// nothing left to change or tell.
+func checkEarlyHostname(t testing.TB, b *boot) {
+	t.Helper()
+	var rec engine.Record
+	if err := json.Unmarshal([]byte(strings.Join(b.marked("E2E-STATUS"), "\n")), &rec); err != nil {
+		b.fail(t, "run record: %v", err)
+		return
+	}
+	early, ok := rec.Step("local/hostname-early")
+	if !ok || !slices.ContainsFunc(early.Changes, func(c string) bool { return strings.HasPrefix(c, "hostname: kernel hostname") }) {
+		b.fail(t, "the local stage did not set the kernel's hostname: %+v", early)
+	}
+	late, ok := rec.Step("hostname")
+	if !ok || len(late.Changes) != 0 || slices.ContainsFunc(late.Notes, func(n string) bool { return strings.HasPrefix(n, "hostname: told") }) {
+		b.fail(t, "the network stage's hostname step still had work: %+v", late)
+	}
 }
 
 // agentCost is the run record's cost of each stage (the agent process's

@@ -56,6 +56,9 @@ type Input struct {
 	FirstIP  func(ctx context.Context) (netip.Addr, error) // nil: RouteSourceIP
 	EC2      func(ctx context.Context) (string, error)     // nil: EC2LocalHostname
 	LookPath func(name string) (string, bool)              // nil: runner.LookPath
+	// TellNobody skips telling hostnamed or NetworkManager: before they
+	// start (the local stage) they read the name themselves.
+	TellNobody bool
 }
 
 // Decision is the chosen name.
@@ -150,6 +153,16 @@ func Decide(ctx context.Context, r *engine.Recorder, in Input) Decision {
 	return d
 }
 
+// Early is the decision that needs no network: SET_HOSTNAME's name, with
+// no /etc/hosts address. Names from DNS or EC2 metadata are decided by
+// Decide once the network is up.
+func Early(r *engine.Recorder, id settings.Identity) Decision {
+	if id.Hostname == "" {
+		return Decision{}
+	}
+	return decision(r, "SET_HOSTNAME", id.Hostname)
+}
+
 func decision(r *engine.Recorder, from, name string) Decision {
 	if msg := Invalid(name); msg != "" {
 		r.Problem(from, "%q is not a valid hostname: %s; the hostname is not changed", name, msg)
@@ -208,7 +221,7 @@ func Set(ctx context.Context, r *engine.Recorder, in Input, d Decision) error {
 			changed = true
 		}
 	}
-	if changed && in.Root.IsReal() {
+	if changed && in.Root.IsReal() && !in.TellNobody {
 		return notify(ctx, r, in, d.Short)
 	}
 	return nil
