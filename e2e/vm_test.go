@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,9 @@ type vmSpec struct {
 	// bounded lookups are tested that way, and the boot benchmark would
 	// measure their time-outs instead of the agent.
 	AnsweringDNS bool
+	// Silence is how long the guest may print nothing before the boot is
+	// taken for stalled; 0: see stallAfter.
+	Silence time.Duration
 }
 
 // boot is the outcome of one boot: the serial console and timings.
@@ -103,11 +107,20 @@ type boot struct {
 	LogPath  string
 	ExitErr  error
 	TimedOut bool
-	shown    bool // the serial tail was printed once already
+	Stalled  string // qemu's view of the vCPUs when the guest fell silent, "" if it did not
+	shown    bool   // the serial tail was printed once already
 }
 
 // bootVM runs qemu under TCG (KVM here is nested PVM and cannot run these
 // guests, see shared/research/vm-lab.md) until the guest powers off.
+//
+// Rarely, an emulated guest hangs before its kernel has handed over to
+// userspace: the console stays silent after the firmware, with no panic
+// and no stall report. A boot silent for stallAfter is stopped with what
+// qemu's monitor says of its vCPUs; one that stalled before the guest
+// printed any E2E- line (before systemd ran, or the minimal init) is booted
+// again once, as the same machine would be after a reset. Any other stall
+// fails the test.
 func bootVM(t testing.TB, spec vmSpec) *boot {
 	t.Helper()
 	if spec.SMP == 0 {
@@ -127,6 +140,41 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 		spec.SMP = 1
 		spec.Timeout *= 2
 	}
+	b := bootOnce(t, spec)
+	if stalledEarly(b) {
+		t.Logf("the guest stalled before it printed anything (serial log %s); qemu's vCPUs:\n%s\nbooting again", b.LogPath, b.Stalled)
+		b = bootOnce(t, spec)
+	}
+	if b.Stalled != "" {
+		t.Errorf("the guest printed nothing for %v and was stopped; qemu's vCPUs:\n%s\nserial tail:\n%s",
+			stallAfter(spec), b.Stalled, strings.Join(lastLines(b.Serial, 60), "\n"))
+	} else if b.TimedOut {
+		t.Errorf("qemu did not power off within %v; serial tail:\n%s", spec.Timeout, strings.Join(lastLines(b.Serial, 60), "\n"))
+	}
+	return b
+}
+
+// stallAfter is how long a guest may print nothing: Silence when set, else
+// a third of the boot's time limit (the quiet stretch from firmware to the
+// first E2E- line of a normal boot is well under that), at least a minute.
+func stallAfter(spec vmSpec) time.Duration {
+	if spec.Silence > 0 {
+		return spec.Silence
+	}
+	return max(spec.Timeout/3, time.Minute)
+}
+
+// stalledEarly reports a boot stopped for silence before the guest printed
+// any E2E- line: before systemd ran (packaging/vm/e2e-early.service) or
+// before the minimal init began.
+func stalledEarly(b *boot) bool {
+	return b.Stalled != "" && len(b.marked("E2E-")) == 0
+}
+
+// bootOnce is one boot, stopped early when the console stays silent.
+func bootOnce(t testing.TB, spec vmSpec) *boot {
+	t.Helper()
+	shift := os.Getenv("ONE_CONTEXTD_E2E_ICOUNT")
 	restrict := "on"
 	if spec.AnsweringDNS {
 		restrict = "off"
@@ -145,10 +193,21 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 	if shift != "" {
 		args = append(args, "-icount", "shift="+shift+",sleep=on")
 	}
+	// The monitor tells where the vCPUs are when the guest stalls. A short
+	// directory of its own: a unix socket's path has room for 107 bytes.
+	sock := spec.Monitor
+	if sock == "" {
+		dir, err := os.MkdirTemp("", "qemu-mon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		sock = filepath.Join(dir, "m.sock")
+	}
+	args = append(args, "-monitor", "unix:"+sock+",server=on,wait=off")
 	if spec.Monitor != "" {
 		// q35's root bus takes no hot-plug: a PCIe root port does.
-		args = append(args, "-monitor", "unix:"+spec.Monitor+",server=on,wait=off",
-			"-netdev", "user,id=hp0,restrict=on,ipv6=off", "-device", "pcie-root-port,id=hp-port,chassis=1,slot=1")
+		args = append(args, "-netdev", "user,id=hp0,restrict=on,ipv6=off", "-device", "pcie-root-port,id=hp-port,chassis=1,slot=1")
 	}
 	if spec.Disk != "" {
 		args = append(args, "-drive", "file="+spec.Disk+",if=virtio,format=qcow2")
@@ -181,9 +240,31 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("qemu: %v", err)
 	}
+	var lastLine atomic.Int64
+	lastLine.Store(time.Now().UnixNano())
+	stalled := make(chan string, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if time.Since(time.Unix(0, lastLine.Load())) > stallAfter(spec) {
+					stalled <- vcpuState(sock)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
+		lastLine.Store(time.Now().UnixNano())
 		line := strings.TrimRight(sc.Text(), "\r")
 		b.Serial = append(b.Serial, line)
 		fmt.Fprintln(logf, line)
@@ -193,11 +274,36 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 	}
 	b.ExitErr = cmd.Wait()
 	b.Wall = time.Since(b.Started)
-	b.TimedOut = ctx.Err() != nil
-	if b.TimedOut {
-		t.Errorf("qemu did not power off within %v; serial tail:\n%s", spec.Timeout, strings.Join(lastLines(b.Serial, 60), "\n"))
+	select {
+	case b.Stalled = <-stalled:
+	default:
+		b.TimedOut = ctx.Err() != nil
 	}
 	return b
+}
+
+// vcpuState asks qemu's monitor twice, a second apart, where each vCPU
+// is (RIP) and whether it is halted (HLT=1): a guest waiting for an
+// interrupt that never comes shows halted vCPUs at the same addresses.
+func vcpuState(sock string) string {
+	var out []string
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(time.Second)
+			out = append(out, "a second later:")
+		}
+		s, err := monitor(sock, "info registers -a")
+		if err != nil {
+			return fmt.Sprintf("monitor: %v", err)
+		}
+		for _, l := range strings.Split(s, "\n") {
+			l = strings.TrimSpace(l)
+			if strings.HasPrefix(l, "CPU#") || strings.HasPrefix(l, "RIP=") {
+				out = append(out, l)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func lastLines(lines []string, n int) []string {

@@ -48,6 +48,8 @@ mmdebstrap --quiet --variant=minbase \
 	--customize-hook='if [ -e "$1/lib/systemd/system/systemd-networkd.service" ] && [ -e "$1/usr/sbin/netplan" ]; then chroot "$1" systemctl enable systemd-networkd.service; fi' \
 	--customize-hook='printf "[Unit]\nDescription=e2e: report the guest state on the console, power off\nAfter=one-contextd.service\n[Service]\nType=simple\nExecStart=/usr/local/sbin/e2e-report\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/e2e-report.service"' \
 	--customize-hook='chroot "$1" systemctl enable e2e-report.service' \
+	--customize-hook="upload $HERE/e2e-early.service /etc/systemd/system/e2e-early.service" \
+	--customize-hook='chroot "$1" systemctl enable e2e-early.service' \
 	--customize-hook='chroot "$1" systemctl mask serial-getty@ttyS0.service' \
 	--customize-hook='rm -f "$1/etc/machine-id"; : > "$1/etc/machine-id"' \
 	"$SUITE" "$W/rootfs"
