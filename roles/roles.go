@@ -143,12 +143,27 @@ type View struct {
 
 var roleNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 
-// Apply resolves the role and the service and runs the role's scripts.
+// MaxApplyRetries bounds how often the roles timer applies again, in one
+// boot, a role whose apply failed (its service unreadable, a parent not
+// READY in time, a script failing): role scripts run at every boot, so
+// they are written to run again, but one that keeps failing is left for
+// the next boot or context change.
+const MaxApplyRetries = 5
+
+// Apply resolves the role and the service and runs the role's scripts. A
+// failure is remembered for this boot, and Reconfigure (the roles timer)
+// applies the role again.
 func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 	if in.Context == nil {
 		return errors.New("roles: no context")
 	}
-	v, err := in.resolve(ctx, r, true)
+	err := in.apply(ctx, r, true)
+	in.remember(r, err, 0)
+	return err
+}
+
+func (in Input) apply(ctx context.Context, r *engine.Recorder, patient bool) error {
+	v, err := in.resolve(ctx, r, patient)
 	if err != nil {
 		return err
 	}
@@ -181,6 +196,15 @@ func Apply(ctx context.Context, r *engine.Recorder, in Input) error {
 func Reconfigure(ctx context.Context, r *engine.Recorder, in Input) error {
 	if in.Context == nil {
 		return errors.New("roles: no context")
+	}
+	if p, ok := in.pending(); ok {
+		if p.Retries >= MaxApplyRetries {
+			return engine.Skip(fmt.Sprintf("role %s failed to apply at boot and in %d retries; tried again at the next boot or context change", p.Role, p.Retries))
+		}
+		r.Note("role %s failed to apply at boot; applying it again (retry %d of %d)", p.Role, p.Retries+1, MaxApplyRetries)
+		err := in.apply(ctx, r, false)
+		in.remember(r, err, p.Retries+1)
+		return err
 	}
 	if in.Service == nil {
 		return engine.Skip("single mode: no service to follow")
@@ -622,6 +646,53 @@ func (in Input) saveMembership(r *engine.Recorder, v *View) error {
 		r.Change("%s: membership %s", MembershipFile, v.Membership.Diff(nil))
 	}
 	return nil
+}
+
+// pendingApply is the runtime note of a role whose last apply failed.
+type pendingApply struct {
+	Role    string `json:"role"`
+	Retries int    `json:"retries"`
+}
+
+func (in Input) pendingPath() string {
+	rt := in.RuntimeDir
+	if rt == "" {
+		rt = scripts.DefaultRuntimeDir
+	}
+	return path.Join(rt, "role-pending.json")
+}
+
+func (in Input) pending() (pendingApply, bool) {
+	var p pendingApply
+	data, err := in.Root.ReadFile(in.pendingPath())
+	if err != nil || json.Unmarshal(data, &p) != nil {
+		return p, false
+	}
+	return p, true
+}
+
+// remember notes a failed apply for the roles timer (retries: the apply
+// was the boot's, 0, or the timer's nth), and forgets it once an apply
+// succeeded or had nothing to do. The note lives in the runtime folder,
+// so a reboot, which applies the role anyway, starts afresh.
+func (in Input) remember(r *engine.Recorder, err error, retries int) {
+	if err == nil || errors.Is(err, engine.ErrSkip) {
+		if _, rmErr := in.Root.Remove(in.pendingPath()); rmErr != nil {
+			r.Note("forget the failed apply: %v", rmErr)
+		}
+		return
+	}
+	role := in.Context.Role.Name
+	if role == "" {
+		role = strings.ToLower(in.Context.Role.ServiceRole)
+	}
+	if role == "" {
+		role = "(the service's)"
+	}
+	data, _ := json.Marshal(pendingApply{Role: role, Retries: retries})
+	if _, werr := in.Root.WriteFile(in.pendingPath(), append(data, '\n'), fsroot.WriteOptions{Mode: 0o600}); werr != nil {
+		r.Note("the roles timer will not retry: %v", werr)
+	}
 }
 
 // makeTempDir creates a private directory for the medium's role scripts.

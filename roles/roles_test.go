@@ -550,3 +550,86 @@ func TestBootWaitsForAServiceThatCannotBeReadYet(t *testing.T) {
 		t.Errorf("asked %d times", src.calls)
 	}
 }
+
+func TestFailedApplyIsRetriedByTheTimer(t *testing.T) {
+	f := newFixture(t)
+	f.image("web", "10-setup", "#!/bin/sh\necho \"$1\" >> \"$OUT/runs\"\n[ -e \"$OUT/fixed\" ]\n", 0o755)
+	in := f.input("ROLE='web'", nil)
+	ctx := context.Background()
+	r, _ := engine.NewTestRecorder()
+	if err := Apply(ctx, r, in); err == nil {
+		t.Fatal("the failing apply succeeded")
+	}
+	r, _ = engine.NewTestRecorder()
+	if err := Reconfigure(ctx, r, in); err == nil {
+		t.Fatal("the retry of a still failing apply succeeded")
+	}
+	_ = os.WriteFile(filepath.Join(f.out, "fixed"), nil, 0o644)
+	r, rec := engine.NewTestRecorder()
+	if err := Reconfigure(ctx, r, in); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if !strings.Contains(strings.Join(rec.Notes, "\n"), "role web failed to apply at boot; applying it again (retry 2 of 5)") {
+		t.Errorf("notes %q", rec.Notes)
+	}
+	if got := f.read("runs"); got != "apply\napply\napply\n" {
+		t.Errorf("runs %q, want three applies", got)
+	}
+	r, _ = engine.NewTestRecorder()
+	if err := Reconfigure(ctx, r, in); !errors.Is(err, engine.ErrSkip) {
+		t.Errorf("after a successful retry: %v, want the single-mode skip", err)
+	}
+	if _, err := os.Stat(f.root.HostPath(in.pendingPath())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the note of the failed apply is still there: %v", err)
+	}
+}
+
+func TestApplyRetriesAreBounded(t *testing.T) {
+	f := newFixture(t)
+	f.image("web", "10-setup", "#!/bin/sh\necho run >> \"$OUT/runs\"\nexit 1\n", 0o755)
+	in := f.input("ROLE='web'", nil)
+	ctx := context.Background()
+	r, _ := engine.NewTestRecorder()
+	_ = Apply(ctx, r, in)
+	for i := 0; i < MaxApplyRetries; i++ {
+		r, _ = engine.NewTestRecorder()
+		if err := Reconfigure(ctx, r, in); err == nil || errors.Is(err, engine.ErrSkip) {
+			t.Fatalf("retry %d: %v, want the script's failure", i+1, err)
+		}
+	}
+	r, _ = engine.NewTestRecorder()
+	err := Reconfigure(ctx, r, in)
+	if !errors.Is(err, engine.ErrSkip) || !strings.Contains(err.Error(), "failed to apply at boot and in 5 retries") {
+		t.Errorf("after %d retries: %v", MaxApplyRetries, err)
+	}
+	if got := strings.Count(f.read("runs"), "run"); got != 1+MaxApplyRetries {
+		t.Errorf("the script ran %d times, want %d", got, 1+MaxApplyRetries)
+	}
+}
+
+// A replica whose master was not READY within the boot's wait applies
+// (not reconfigures) once the master is, and the membership is saved.
+func TestParentLateAtBootIsAppliedByTheTimer(t *testing.T) {
+	f := newFixture(t)
+	f.image("replica", "10-setup", "#!/bin/sh\necho \"$1 $ONECONTEXT_RECONFIGURE\" >> \"$OUT/runs\"\n", 0o755)
+	ready := false
+	src := &fakeSource{next: func(int) (*Service, error) { return pgService(ready), nil }}
+	in := f.input("ROLE='replica'\nVMID='12'", src)
+	in.WaitTimeout = 200 * time.Millisecond
+	ctx := context.Background()
+	r, _ := engine.NewTestRecorder()
+	if err := Apply(ctx, r, in); err == nil {
+		t.Fatal("applied with the master not READY")
+	}
+	ready = true
+	r, _ = engine.NewTestRecorder()
+	if err := Reconfigure(ctx, r, in); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if got := f.read("runs"); got != "apply NO\n" {
+		t.Errorf("runs %q, want one apply", got)
+	}
+	if st, _ := in.loadMembership(); st == nil {
+		t.Error("membership not saved after the retried apply")
+	}
+}
