@@ -170,7 +170,7 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 			_ = s.medium.Close()
 		}
 	}()
-	eng := &engine.Engine{Log: opt.Log, Clock: opt.Clock, Scrub: opt.Scrubber.Scrub}
+	eng := &engine.Engine{Log: opt.Log, Clock: opt.Clock, Scrub: opt.Scrubber.Scrub, CPU: cpuUsed}
 	opt.Log.Info().Str("event", "run-start").Str("stage", opt.Stage).Str("root", opt.Root.Dir()).
 		Str("version", opt.Version).Msg("one-contextd " + opt.Stage + " stage")
 

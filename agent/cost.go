@@ -6,6 +6,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,6 +29,16 @@ func measureCost(readHost func(string) ([]byte, error)) *engine.Cost {
 		ToolsCPUMS: ms(children), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
 	unitCost(readHost, c)
 	return c
+}
+
+// cpuUsed is the CPU time of the process and of the tools it has waited
+// for, so far.
+func cpuUsed() time.Duration {
+	var self, children unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &self) != nil || unix.Getrusage(unix.RUSAGE_CHILDREN, &children) != nil {
+		return 0
+	}
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
 }
 
 // unitCost fills in the unit's cgroup totals when the process's cgroup (v2)

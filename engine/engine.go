@@ -51,11 +51,14 @@ type StepRecord struct {
 	Start      time.Time `json:"start"`
 	End        time.Time `json:"end"`
 	DurationMS float64   `json:"duration_ms"`
-	Changes    []string  `json:"changes,omitempty"`
-	Notes      []string  `json:"notes,omitempty"`
-	Problems   []string  `json:"problems,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Optional   bool      `json:"optional,omitempty"`
+	// CPUMS is the process's CPU time (user and kernel, the tools the step
+	// ran included) while the step ran; 0 when the engine has no CPU clock.
+	CPUMS    float64  `json:"cpu_ms,omitempty"`
+	Changes  []string `json:"changes,omitempty"`
+	Notes    []string `json:"notes,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	Optional bool     `json:"optional,omitempty"`
 }
 
 // Record is one run.
@@ -189,6 +192,16 @@ type Engine struct {
 	// Scrub is applied to every error text before it is recorded (the
 	// secret scrubber); nil keeps the text.
 	Scrub func(string) string
+	// CPU, when set, reads the CPU time used so far (the process's and its
+	// waited-for children's): each step's share goes in its record.
+	CPU func() time.Duration
+}
+
+func (e *Engine) cpu() time.Duration {
+	if e.CPU == nil {
+		return 0
+	}
+	return e.CPU()
 }
 
 func (e *Engine) now() time.Time {
@@ -223,7 +236,9 @@ func (e *Engine) Run(ctx context.Context, rec *Record, steps []Step) {
 		sr.Start = e.now()
 		log.Debug().Str("event", "step-start").Msg("start")
 		r := &Recorder{rec: &sr, Log: log, scrub: e.Scrub}
+		cpu0 := e.cpu()
 		err := runGuarded(ctx, st, r)
+		sr.CPUMS = float64((e.cpu() - cpu0).Microseconds()) / 1000
 		sr.End = e.now()
 		sr.DurationMS = float64(sr.End.Sub(sr.Start).Microseconds()) / 1000
 		switch {

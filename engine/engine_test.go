@@ -82,3 +82,16 @@ func TestLaterPartOfRunSeesEarlierSteps(t *testing.T) {
 		t.Error("a step ran although the step it needs failed in an earlier part of the run")
 	}
 }
+
+func TestEachStepKeepsItsShareOfTheCPU(t *testing.T) {
+	var used time.Duration
+	e := &Engine{Log: zerolog.Nop(), CPU: func() time.Duration { return used }}
+	rec := &Record{}
+	e.Run(context.Background(), rec, []Step{
+		{Name: "heavy", Run: func(context.Context, *Recorder) error { used += 7500 * time.Microsecond; return nil }},
+		{Name: "light", Run: func(context.Context, *Recorder) error { used += 250 * time.Microsecond; return nil }},
+	})
+	if len(rec.Steps) != 2 || rec.Steps[0].CPUMS != 7.5 || rec.Steps[1].CPUMS != 0.25 {
+		t.Errorf("steps' CPU: %+v", rec.Steps)
+	}
+}

@@ -61,7 +61,7 @@ func printStatus(w io.Writer, rec *engine.Record) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tSTATUS\tTIME\tCHANGES\tDETAIL")
+	fmt.Fprintln(tw, "STEP\tSTATUS\tTIME\tCPU\tCHANGES\tDETAIL")
 	for _, s := range rec.Steps {
 		detail := s.Error
 		if detail == "" && len(s.Problems) > 0 {
@@ -70,7 +70,7 @@ func printStatus(w io.Writer, rec *engine.Record) {
 		if detail == "" && len(s.Notes) > 0 {
 			detail = s.Notes[len(s.Notes)-1]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Name, s.Status, engine.FormatMS(s.DurationMS), len(s.Changes), oneLine(detail, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.Status, engine.FormatMS(s.DurationMS), engine.FormatMS(s.CPUMS), len(s.Changes), oneLine(detail, 100))
 	}
 	_ = tw.Flush()
 	verdict := "ok"
