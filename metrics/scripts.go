@@ -7,11 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"one-contextd/internal/lazyregexp"
 	"one-contextd/onegate"
 	"one-contextd/runner"
 )
@@ -29,8 +29,8 @@ const (
 )
 
 var (
-	scriptNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`) // run-parts' rule: skips *.dpkg-old, *~, .hidden
-	keyRe        = regexp.MustCompile(`^[A-Z0-9_]+$`)
+	scriptNameRe = lazyregexp.New(`^[A-Za-z0-9_-]+$`) // run-parts' rule: skips *.dpkg-old, *~, .hidden
+	keyRe        = lazyregexp.New(`^[A-Z0-9_]+$`)
 )
 
 // reservedKeys would make OneGate refuse the whole push (403) or forge

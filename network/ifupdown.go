@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/spf13/afero"
 
 	"one-contextd/fsroot"
+	"one-contextd/internal/lazyregexp"
 	"one-contextd/network/model"
 	"one-contextd/network/render"
 )
@@ -31,7 +31,7 @@ const maxSourceDepth = 8
 
 // sourceDirName is the run-parts name that source-directory takes
 // (interfaces(5)).
-var sourceDirName = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+var sourceDirName = lazyregexp.New(`^[a-zA-Z0-9_-]+$`)
 
 // stanzaKeyword reports a word that starts a stanza; any other line
 // belongs to the iface or mapping stanza above it.

@@ -66,18 +66,17 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
-
-	"one-contextd/internal/wait"
 
 	"github.com/spf13/afero"
 
 	"one-contextd/context/settings"
 	"one-contextd/engine"
 	"one-contextd/fsroot"
+	"one-contextd/internal/lazyregexp"
+	"one-contextd/internal/wait"
 	"one-contextd/runner"
 	"one-contextd/scripts"
 	"one-contextd/secret"
@@ -141,7 +140,7 @@ type View struct {
 	Membership  Membership `json:"membership,omitempty"`
 }
 
-var roleNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+var roleNameRe = lazyregexp.New(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 
 // MaxApplyRetries bounds how often the roles timer applies again, in one
 // boot, a role whose apply failed (its service unreadable, a parent not

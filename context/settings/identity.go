@@ -3,9 +3,9 @@ package settings
 import (
 	"encoding/base64"
 	"path"
-	"regexp"
 	"strings"
 
+	"one-contextd/internal/lazyregexp"
 	"one-contextd/secret"
 )
 
@@ -28,7 +28,7 @@ func (id Identity) Domain() string {
 	return ""
 }
 
-var badHostChar = regexp.MustCompile(`[^-a-zA-Z0-9.]`)
+var badHostChar = lazyregexp.New(`[^-a-zA-Z0-9.]`)
 
 func (b *builder) identity() Identity {
 	var id Identity
@@ -139,7 +139,7 @@ func wordChar(c byte) bool {
 
 // cryptRe accepts the crypt(3) forms shadow files hold: $id$[params$]salt$hash,
 // 13-character DES, and the locked forms "*" and "!...".
-var cryptRe = regexp.MustCompile(`^(\$[0-9a-z]+(\$[^$:\s]+)+|[./0-9A-Za-z]{13}|\*|![^:\s]*)$`)
+var cryptRe = lazyregexp.New(`^(\$[0-9a-z]+(\$[^$:\s]+)+|[./0-9A-Za-z]{13}|\*|![^:\s]*)$`)
 
 func (b *builder) users() Users {
 	u := Users{Name: "root", Shell: "/bin/bash", Sudo: true}
@@ -261,7 +261,7 @@ type System struct {
 	Grow []string
 }
 
-var tzRe = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
+var tzRe = lazyregexp.New(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
 
 func (b *builder) system() System {
 	var s System

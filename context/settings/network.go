@@ -3,10 +3,11 @@ package settings
 import (
 	"net"
 	"net/netip"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"one-contextd/internal/lazyregexp"
 )
 
 // Method4 is how a NIC gets its IPv4 address.
@@ -159,9 +160,9 @@ type Alias struct {
 }
 
 var (
-	nicMACName   = regexp.MustCompile(`^(ETH([0-9]+))_MAC$`)
-	aliasMACName = regexp.MustCompile(`^(ETH[0-9]+_ALIAS[0-9]+)_MAC$`)
-	pciMACName   = regexp.MustCompile(`^PCI[0-9]+_MAC$`)
+	nicMACName   = lazyregexp.New(`^(ETH([0-9]+))_MAC$`)
+	aliasMACName = lazyregexp.New(`^(ETH[0-9]+_ALIAS[0-9]+)_MAC$`)
+	pciMACName   = lazyregexp.New(`^PCI[0-9]+_MAC$`)
 )
 
 func (b *builder) network() Network {

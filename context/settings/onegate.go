@@ -5,11 +5,11 @@ import (
 	"math"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"one-contextd/internal/lazyregexp"
 	"one-contextd/secret"
 )
 
@@ -63,8 +63,8 @@ func (g OneGate) LinkLocalAddr() (netip.Addr, bool) {
 }
 
 var (
-	vmidRe      = regexp.MustCompile(`^[0-9]+$`)
-	strictB64Re = regexp.MustCompile(`^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`)
+	vmidRe      = lazyregexp.New(`^[0-9]+$`)
+	strictB64Re = lazyregexp.New(`^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`)
 )
 
 func (b *builder) onegate(tokenFile []byte) OneGate {

@@ -7,11 +7,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"one-contextd/internal/lazyregexp"
 )
 
 // ContentType is what OneGate puts on every answer but 204, errors included.
@@ -439,9 +440,9 @@ func escapeAttr(in string) string {
 	return s
 }
 
-var serviceIDPattern = regexp.MustCompile(`^\d+$`)
+var serviceIDPattern = lazyregexp.New(`^\d+$`)
 
-var templateLine = regexp.MustCompile(`^([A-Za-z0-9_]+)[ \t]*=[ \t]*"([^"]*)"[ \t]*$`)
+var templateLine = lazyregexp.New(`^([A-Za-z0-9_]+)[ \t]*=[ \t]*"([^"]*)"[ \t]*$`)
 
 // parseTemplate accepts what oned's template parser accepts of the escaped
 // text for simple attributes: NAME = "value" lines. Names are upper-cased
