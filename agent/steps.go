@@ -260,14 +260,15 @@ func (s *session) hostname(ctx context.Context, r *engine.Recorder) error {
 
 // hostnameEarly sets SET_HOSTNAME's name in the local stage; the network
 // stage's hostname step finds it set (and decides names that need the
-// network).
+// network). At boot hostnamed and NetworkManager have not started and read
+// the name when they do; a reconfigure of a running system tells them.
 func (s *session) hostnameEarly(ctx context.Context, r *engine.Recorder) error {
 	d := hostname.Early(r, s.ctx.Identity)
 	if d.IsZero() {
 		return engine.Skip("no SET_HOSTNAME (DNS_HOSTNAME and EC2_HOSTNAME need the network stage)")
 	}
 	in := s.hostnameInput()
-	in.TellNobody = true
+	in.TellNobody = s.opt.Stage == StageLocal
 	return hostname.Set(ctx, r, in, d)
 }
 
