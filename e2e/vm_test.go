@@ -154,6 +154,17 @@ func bootVM(t testing.TB, spec vmSpec) *boot {
 	return b
 }
 
+// cpuModel is qemu's -cpu: "max" (every feature TCG emulates), or
+// ONE_CONTEXTD_E2E_CPU, e.g. "max,-erms,-fsrm" to see what the instruction
+// clock charges for the kernel's byte-wise rep stosb/movsb page zeroing and
+// copies, which it counts one instruction per byte.
+func cpuModel() string {
+	if m := os.Getenv("ONE_CONTEXTD_E2E_CPU"); m != "" {
+		return m
+	}
+	return "max"
+}
+
 // stallAfter is how long a guest may print nothing: Silence when set, else
 // a third of the boot's time limit (the quiet stretch from firmware to the
 // first E2E- line of a normal boot is well under that), at least a minute.
@@ -180,7 +191,7 @@ func bootOnce(t testing.TB, spec vmSpec) *boot {
 		restrict = "off"
 	}
 	args := []string{
-		"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", fmt.Sprint(spec.SMP), "-m", fmt.Sprint(spec.MemMiB),
+		"-machine", "q35,accel=tcg", "-cpu", cpuModel(), "-smp", fmt.Sprint(spec.SMP), "-m", fmt.Sprint(spec.MemMiB),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 		"-kernel", spec.Kernel, "-initrd", spec.Initrd, "-append", spec.Append,
 		// restrict=on: the guest reaches nothing but the guestfwd target. The
