@@ -136,6 +136,7 @@ type session struct {
 
 // Run runs the stage and returns its record, which is also saved.
 func Run(ctx context.Context, opt Options) *engine.Record {
+	entryCPU := cpuUsed()
 	if opt.Clock == nil {
 		opt.Clock = time.Now
 	}
@@ -174,6 +175,7 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 	opt.Log.Info().Str("event", "run-start").Str("stage", opt.Stage).Str("root", opt.Root.Dir()).
 		Str("version", opt.Version).Msg("one-contextd " + opt.Stage + " stage")
 
+	startCPU := cpuUsed()
 	eng.Run(ctx, s.rec, s.commonSteps())
 	if opt.Stage == StageLocal || opt.Stage == StageAll {
 		eng.Run(ctx, s.rec, s.localSteps())
@@ -188,6 +190,8 @@ func Run(ctx context.Context, opt Options) *engine.Record {
 
 	s.rec.Finished = opt.Clock()
 	if c := measureCost(opt.ReadHost); c != nil {
+		c.EntryCPUMS = float64(entryCPU.Microseconds()) / 1000
+		c.StartCPUMS = float64(startCPU.Microseconds()) / 1000
 		if s.rec.Cost == nil {
 			s.rec.Cost = map[string]*engine.Cost{}
 		}

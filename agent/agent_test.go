@@ -155,7 +155,8 @@ func TestNetworkStageContinuesTheLocalRecordOfTheSameBoot(t *testing.T) {
 	if _, ok := rec.Step("local/env-file"); !ok {
 		t.Errorf("local steps not kept: %+v", rec.Steps)
 	}
-	if rec.Cost["local"] == nil || rec.Cost["network"] == nil || rec.Cost["network"].AgentCPUMS <= 0 {
+	if rec.Cost["local"] == nil || rec.Cost["network"] == nil || rec.Cost["network"].AgentCPUMS <= 0 ||
+		rec.Cost["network"].StartCPUMS <= 0 || rec.Cost["network"].StartCPUMS > rec.Cost["network"].AgentCPUMS+rec.Cost["network"].ToolsCPUMS {
 		t.Errorf("each stage's cost is kept: %+v", rec.Cost)
 	}
 }

@@ -87,6 +87,9 @@ func printStatus(w io.Writer, rec *engine.Record) {
 		c := rec.Cost[st]
 		fmt.Fprintf(w, "cost of the %s stage: agent %.0f ms CPU (%.0f ms in the kernel), %.1f MiB peak; tools %.0f ms CPU, %.1f MiB peak\n",
 			st, c.AgentCPUMS, c.AgentSysMS, float64(c.AgentMaxRSS)/1024, c.ToolsCPUMS, float64(c.ToolsMaxRSS)/1024)
+		if c.StartCPUMS > 0 {
+			fmt.Fprintf(w, "  before its first step: %.0f ms of the agent's CPU (%.0f ms to start: exec, Go runtime, logging)\n", c.StartCPUMS, c.EntryCPUMS)
+		}
 		if c.Unit != "" {
 			fmt.Fprintf(w, "  unit %s (agent and tools, as systemd counts them): %.0f ms CPU, %.1f MiB peak\n",
 				c.Unit, c.UnitCPUMS, float64(c.UnitPeakKiB)/1024)
