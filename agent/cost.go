@@ -18,15 +18,13 @@ import (
 // totals: what systemd reports for the unit (CPUUsageNSec, MemoryPeak),
 // read here because systemd 252 keeps no peak for a unit that has ended.
 func measureCost(readHost func(string) ([]byte, error)) *engine.Cost {
-	var self, children unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &self) != nil || unix.Getrusage(unix.RUSAGE_CHILDREN, &children) != nil {
+	self, children, ok := rusage()
+	if !ok {
 		return nil
 	}
-	ms := func(u unix.Rusage) float64 {
-		return float64(u.Utime.Nano()+u.Stime.Nano()) / 1e6
-	}
-	c := &engine.Cost{AgentCPUMS: ms(self), AgentSysMS: float64(self.Stime.Nano()) / 1e6,
-		ToolsCPUMS: ms(children), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	c := &engine.Cost{AgentCPUMS: ms(cpuOf(self)), AgentSysMS: ms(time.Duration(self.Stime.Nano())),
+		ToolsCPUMS: ms(cpuOf(children)), AgentMaxRSS: self.Maxrss, ToolsMaxRSS: children.Maxrss}
 	unitCost(readHost, c)
 	return c
 }
@@ -34,12 +32,20 @@ func measureCost(readHost func(string) ([]byte, error)) *engine.Cost {
 // cpuUsed is the CPU time of the process and of the tools it has waited
 // for, so far.
 func cpuUsed() time.Duration {
-	var self, children unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &self) != nil || unix.Getrusage(unix.RUSAGE_CHILDREN, &children) != nil {
+	self, children, ok := rusage()
+	if !ok {
 		return 0
 	}
-	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
+	return cpuOf(self) + cpuOf(children)
 }
+
+// rusage is the process's own and its waited-for children's resource use.
+func rusage() (self, children unix.Rusage, ok bool) {
+	ok = unix.Getrusage(unix.RUSAGE_SELF, &self) == nil && unix.Getrusage(unix.RUSAGE_CHILDREN, &children) == nil
+	return self, children, ok
+}
+
+func cpuOf(u unix.Rusage) time.Duration { return time.Duration(u.Utime.Nano() + u.Stime.Nano()) }
 
 // unitCost fills in the unit's cgroup totals when the process's cgroup (v2)
 // is a service's own; a process started from a shell sits in a session

@@ -231,8 +231,8 @@ func persistentChanges(b *boot) []string {
 // nothing left to change or tell.
 func checkEarlyHostname(t testing.TB, b *boot) {
 	t.Helper()
-	var rec engine.Record
-	if err := json.Unmarshal([]byte(strings.Join(b.marked("E2E-STATUS"), "\n")), &rec); err != nil {
+	rec, err := runRecord(b)
+	if err != nil {
 		b.fail(t, "run record: %v", err)
 		return
 	}
@@ -246,12 +246,22 @@ func checkEarlyHostname(t testing.TB, b *boot) {
 	}
 }
 
-// agentCost is the run record's cost of each stage (the agent process's
-// own CPU and peak RSS apart from the tools it ran), read from the
-// `status --json` dump on the console; nil when the dump does not parse.
-func agentCost(b *boot) map[string]*engine.Cost {
+// runRecord is the run record the guest dumped on the console
+// (`status --json`, E2E-STATUS lines).
+func runRecord(b *boot) (*engine.Record, error) {
 	var rec engine.Record
 	if err := json.Unmarshal([]byte(strings.Join(b.marked("E2E-STATUS"), "\n")), &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// agentCost is the run record's cost of each stage (the agent process's
+// own CPU and peak RSS apart from the tools it ran); nil when the dump
+// does not parse.
+func agentCost(b *boot) map[string]*engine.Cost {
+	rec, err := runRecord(b)
+	if err != nil {
 		return nil
 	}
 	return rec.Cost

@@ -93,14 +93,14 @@ type Cost struct {
 	ToolsCPUMS  float64 `json:"tools_cpu_ms"`
 	AgentMaxRSS int64   `json:"agent_max_rss_kib"`
 	ToolsMaxRSS int64   `json:"tools_max_rss_kib"`
-	// Unit, UnitCPUMS and UnitPeakKiB are the systemd unit's cgroup
-	// totals when the stage ended (the agent and every tool it ran), as
-	// systemd counts them; empty when not run as a service.
 	// EntryCPUMS is the CPU the process had used when the run began (exec,
 	// the Go runtime and package init, flags, logging); StartCPUMS when
 	// its first step began (the lock and the record too).
-	EntryCPUMS  float64 `json:"entry_cpu_ms,omitempty"`
-	StartCPUMS  float64 `json:"start_cpu_ms,omitempty"`
+	EntryCPUMS float64 `json:"entry_cpu_ms,omitempty"`
+	StartCPUMS float64 `json:"start_cpu_ms,omitempty"`
+	// Unit, UnitCPUMS and UnitPeakKiB are the systemd unit's cgroup
+	// totals when the stage ended (the agent and every tool it ran), as
+	// systemd counts them; empty when not run as a service.
 	Unit        string  `json:"unit,omitempty"`
 	UnitCPUMS   float64 `json:"unit_cpu_ms,omitempty"`
 	UnitPeakKiB int64   `json:"unit_peak_kib,omitempty"`
